@@ -1,0 +1,210 @@
+// Package actions is the catalog of flow actions: their names, vendor
+// content types and payloads, and the strict decoding of a request body into
+// one. It carries no business rules: whether an action is allowed now, and
+// what it does, is the step's business.
+package actions
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"sort"
+	"strings"
+)
+
+// Action names, as they appear in _links and in the content type.
+const (
+	DeviceCreate         = "device.create"
+	DeviceActivate       = "device.activate"
+	DeviceSkipEnrollment = "device.skipEnrollment"
+	DeviceDelete         = "device.delete"
+	OTPResend            = "otp.resend"
+)
+
+const contentTypePrefix, contentTypeSuffix = "application/vnd.pingidentity.", "+json"
+
+// ContentType returns the vendor content type of an action.
+func ContentType(name string) string { return contentTypePrefix + name + contentTypeSuffix }
+
+// Action is one decoded request: its name and its payload (a pointer to one
+// of the payload types below, or nil for actions without parameters).
+type Action struct {
+	Name    string
+	Payload any
+}
+
+// CreateDevice is the payload of device.create.
+type CreateDevice struct {
+	Type        string `json:"type"`
+	Nickname    string `json:"nickname,omitempty"`
+	Email       string `json:"email,omitempty"`
+	Phone       string `json:"phone,omitempty"`
+	Application *struct {
+		ID string `json:"id"`
+	} `json:"application,omitempty"`
+	RP *struct {
+		ID   string `json:"id,omitempty"`
+		Name string `json:"name,omitempty"`
+	} `json:"rp,omitempty"`
+}
+
+// ActivateDevice is the payload of device.activate.
+type ActivateDevice struct {
+	OTP         string          `json:"otp,omitempty"`
+	Attestation json.RawMessage `json:"attestation,omitempty"`
+	Origin      string          `json:"origin,omitempty"`
+}
+
+// payloads maps each known action to a constructor of its payload; nil
+// means the action takes no parameters (an empty body or {} is accepted).
+var payloads = map[string]func() any{
+	DeviceCreate:         func() any { return new(CreateDevice) },
+	DeviceActivate:       func() any { return new(ActivateDevice) },
+	DeviceSkipEnrollment: nil,
+	DeviceDelete:         nil,
+	OTPResend:            nil,
+}
+
+// Names lists every known action, sorted.
+func Names() []string {
+	out := make([]string, 0, len(payloads))
+	for n := range payloads {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ContentTypes lists every accepted content type, sorted.
+func ContentTypes() []string {
+	out := make([]string, 0, len(payloads))
+	for _, n := range Names() {
+		out = append(out, ContentType(n))
+	}
+	return out
+}
+
+// ErrUnsupportedType: the content type names no known action.
+var ErrUnsupportedType = errors.New("unsupported content type")
+
+// DecodeError is a body that is not valid for its action. Field names the
+// offending JSON path when one is known ("" for a syntax error).
+type DecodeError struct {
+	Field   string
+	Problem string
+	Syntax  bool // the body is not JSON at all
+}
+
+func (e *DecodeError) Error() string {
+	if e.Field == "" {
+		return e.Problem
+	}
+	return e.Field + ": " + e.Problem
+}
+
+// NameFromContentType extracts the action from a vendor content type,
+// ignoring parameters such as charset.
+func NameFromContentType(contentType string) (string, error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return "", ErrUnsupportedType
+	}
+	if !strings.HasPrefix(mt, contentTypePrefix) || !strings.HasSuffix(mt, contentTypeSuffix) {
+		return "", ErrUnsupportedType
+	}
+	name := mt[len(contentTypePrefix) : len(mt)-len(contentTypeSuffix)]
+	for known := range payloads {
+		// Media types are case-insensitive; action names are not, so map
+		// back to the catalog's spelling.
+		if strings.EqualFold(known, name) {
+			return known, nil
+		}
+	}
+	return "", ErrUnsupportedType
+}
+
+// Decode reads an action from its content type and body. Unknown fields,
+// trailing data and wrong JSON types are errors naming the field.
+func Decode(contentType string, body []byte) (Action, error) {
+	name, err := NameFromContentType(contentType)
+	if err != nil {
+		return Action{}, err
+	}
+	newPayload := payloads[name]
+	trimmed := bytes.TrimSpace(body)
+	if newPayload == nil {
+		if len(trimmed) == 0 {
+			return Action{Name: name}, nil
+		}
+		var empty struct{}
+		if err := decodeStrict(trimmed, &empty); err != nil {
+			return Action{}, err
+		}
+		return Action{Name: name}, nil
+	}
+	if len(trimmed) == 0 {
+		return Action{}, &DecodeError{Problem: "the request body is empty; this action needs a JSON object", Syntax: true}
+	}
+	payload := newPayload()
+	if err := decodeStrict(trimmed, payload); err != nil {
+		return Action{}, err
+	}
+	return Action{Name: name, Payload: payload}, nil
+}
+
+// DecodeStrict is the strict JSON decoding every API body goes through.
+func DecodeStrict(body []byte, v any) error { return decodeStrict(bytes.TrimSpace(body), v) }
+
+func decodeStrict(body []byte, v any) error {
+	if len(body) == 0 || body[0] != '{' {
+		return &DecodeError{Problem: "the request body must be a JSON object", Syntax: true}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return describe(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &DecodeError{Problem: "unexpected data after the JSON object", Syntax: true}
+	}
+	return nil
+}
+
+// describe turns encoding/json's errors into ones that name the field.
+func describe(err error) error {
+	var syntax *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return &DecodeError{Problem: fmt.Sprintf("malformed JSON at offset %d: %v", syntax.Offset, syntax), Syntax: true}
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			field = "(body)"
+		}
+		return &DecodeError{Field: field, Problem: fmt.Sprintf("must be of JSON type %s, not %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value)}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return &DecodeError{Problem: "malformed JSON: unexpected end of input", Syntax: true}
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+		return &DecodeError{Field: strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`), Problem: "unknown field"}
+	}
+	return &DecodeError{Problem: "malformed JSON: " + err.Error(), Syntax: true}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "struct", "map":
+		return "object"
+	case "slice", "array":
+		return "array"
+	case "bool":
+		return "boolean"
+	}
+	return "number"
+}

@@ -1,0 +1,171 @@
+// Package config reads enrollflow's configuration: one YAML (or JSON) file
+// whose field names are those of the API's JSON, plus ENROLLFLOW_*
+// environment variables and flags applied by the caller. Without a file it
+// yields the built-in demo environment.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/mfa"
+)
+
+// File is the configuration file.
+type File struct {
+	Environments []Environment `json:"environments"`
+}
+
+// Environment is one environment in the file.
+type Environment struct {
+	ID string `json:"id"`
+	// APIKey, or the name of an environment variable holding it (APIKeyEnv),
+	// so that keys need not be written into the file.
+	APIKey                       string               `json:"apiKey,omitempty"`
+	APIKeyEnv                    string               `json:"apiKeyEnv,omitempty"`
+	DeviceAuthenticationPolicies []mfa.Policy         `json:"deviceAuthenticationPolicies"`
+	MFASettings                  mfa.Settings         `json:"mfaSettings"`
+	Applications                 []engine.Application `json:"applications,omitempty"`
+	Flows                        []engine.Flow        `json:"flows,omitempty"`
+}
+
+// DemoEnvironmentID and DemoFlowID name the built-in demo.
+const (
+	DemoEnvironmentID = "demo"
+	DemoFlowID        = "mfa-enrollment"
+)
+
+// Demo is the built-in environment: the default policy with EMAIL, SMS,
+// VOICE and TOTP enabled, and one flow of one enrollment step that may be
+// skipped.
+func Demo(apiKey string) File {
+	flow := engine.Flow{
+		ID: DemoFlowID, Name: "MFA device enrollment",
+		Trigger: engine.Trigger{Next: "enroll"},
+		StepDefinitions: map[string]engine.StepDefinition{
+			"enroll": {Type: "MFA_DEVICE_ENROLLMENT",
+				Configuration: json.RawMessage(`{"useDefaultPolicy":true,"allowSkip":true}`)},
+		},
+	}
+	return File{Environments: []Environment{{
+		ID: DemoEnvironmentID, APIKey: apiKey,
+		DeviceAuthenticationPolicies: []mfa.Policy{mfa.DefaultPolicy("default")},
+		Applications:                 []engine.Application{},
+		Flows:                        []engine.Flow{flow},
+	}}}
+}
+
+// Load reads a YAML or JSON file strictly: an unknown field is an error that
+// names it.
+func Load(path string) (File, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return File{}, err
+	}
+	return Parse(raw)
+}
+
+// Parse decodes YAML (JSON is YAML) into File through JSON, so the file
+// uses exactly the API's field names and strictness.
+func Parse(raw []byte) (File, error) {
+	var tree any
+	if err := yaml.Unmarshal(raw, &tree); err != nil {
+		return File{}, fmt.Errorf("config: %w", err)
+	}
+	js, err := json.Marshal(normalize(tree))
+	if err != nil {
+		return File{}, fmt.Errorf("config: %w", err)
+	}
+	var f File
+	if err := actions.DecodeStrict(js, &f); err != nil {
+		return File{}, fmt.Errorf("config: %w", err)
+	}
+	if len(f.Environments) == 0 {
+		return File{}, fmt.Errorf("config: environments: at least one environment is required")
+	}
+	return f, nil
+}
+
+// normalize turns yaml's map[string]any trees into JSON-encodable ones
+// (yaml.v3 already uses string keys for mappings with string keys; other
+// keys are rendered as text).
+func normalize(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			v[k] = normalize(x)
+		}
+		return v
+	case map[any]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[fmt.Sprint(k)] = normalize(x)
+		}
+		return m
+	case []any:
+		for i, x := range v {
+			v[i] = normalize(x)
+		}
+	}
+	return v
+}
+
+// Build validates the file and returns the environments and their flows.
+func (f File) Build() ([]*engine.Environment, map[string][]engine.Flow, error) {
+	var envs []*engine.Environment
+	flows := map[string][]engine.Flow{}
+	seen := map[string]bool{}
+	for i, e := range f.Environments {
+		if seen[e.ID] {
+			return nil, nil, fmt.Errorf("environments[%d].id: %q is used twice", i, e.ID)
+		}
+		seen[e.ID] = true
+		key := e.APIKey
+		if e.APIKeyEnv != "" {
+			key = os.Getenv(e.APIKeyEnv)
+			if key == "" {
+				return nil, nil, fmt.Errorf("environments[%d].apiKeyEnv: environment variable %s is empty", i, e.APIKeyEnv)
+			}
+		}
+		env, err := engine.NewEnvironment(e.ID, key, e.DeviceAuthenticationPolicies, e.MFASettings, e.Applications)
+		if err != nil {
+			return nil, nil, fmt.Errorf("environments[%d]: %w", i, err)
+		}
+		envs = append(envs, env)
+		flows[e.ID] = e.Flows
+	}
+	return envs, flows, nil
+}
+
+// ParseSecret reads the master secret: base64 (standard or URL) or hex, at
+// least 32 bytes once decoded.
+func ParseSecret(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, dec := range []func(string) ([]byte, error){
+		hex.DecodeString, base64.StdEncoding.DecodeString, base64.RawStdEncoding.DecodeString,
+		base64.URLEncoding.DecodeString, base64.RawURLEncoding.DecodeString,
+	} {
+		if b, err := dec(s); err == nil && len(b) >= 32 {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("must be at least 32 random bytes, base64 or hex encoded (try: openssl rand -base64 32)")
+}
+
+// RandomToken returns n random bytes, URL-safe base64 encoded.
+func RandomToken(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
+	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/hal"
+	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/steps/mfaenroll"
+	"github.com/enrollflow/enrollflow/store"
+	"github.com/enrollflow/enrollflow/store/memory"
+	"github.com/enrollflow/enrollflow/store/redis"
+)
+
+// serveOptions are serve's flags; each has an ENROLLFLOW_* equivalent.
+type serveOptions struct {
+	listen, redisURL, configPath, outbox, logLevel, logFormat, publicURL string
+	ttl                                                                  time.Duration
+	rateLimit                                                            float64
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func parseServeFlags(args []string) (serveOptions, error) {
+	var o serveOptions
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&o.listen, "listen", envOr("ENROLLFLOW_LISTEN", "127.0.0.1:8080"), "address to listen on (ENROLLFLOW_LISTEN)")
+	fs.StringVar(&o.redisURL, "redis-url", envOr("ENROLLFLOW_REDIS_URL", ""), "redis://host:port/db, or a comma-separated list of cluster nodes; empty: the memory store (ENROLLFLOW_REDIS_URL)")
+	fs.StringVar(&o.configPath, "config", envOr("ENROLLFLOW_CONFIG", ""), "configuration file (YAML or JSON); empty: the built-in demo environment (ENROLLFLOW_CONFIG)")
+	fs.StringVar(&o.outbox, "outbox", envOr("ENROLLFLOW_OUTBOX", filepath.Join(os.TempDir(), "enrollflow-outbox")), "directory the development channel writes messages to (ENROLLFLOW_OUTBOX)")
+	fs.StringVar(&o.logLevel, "log-level", envOr("ENROLLFLOW_LOG_LEVEL", "info"), "debug, info, warn or error (ENROLLFLOW_LOG_LEVEL)")
+	fs.StringVar(&o.logFormat, "log-format", envOr("ENROLLFLOW_LOG_FORMAT", ""), "json or console; default console on a terminal, else json (ENROLLFLOW_LOG_FORMAT)")
+	fs.StringVar(&o.publicURL, "public-url", envOr("ENROLLFLOW_PUBLIC_URL", ""), "base URL for links, e.g. https://mfa.example.com; empty: from each request's Host (ENROLLFLOW_PUBLIC_URL)")
+	ttl, err := time.ParseDuration(envOr("ENROLLFLOW_EXECUTION_TTL", "15m"))
+	if err != nil {
+		return o, fmt.Errorf("ENROLLFLOW_EXECUTION_TTL: %w", err)
+	}
+	fs.DurationVar(&o.ttl, "execution-ttl", ttl, "inactivity expiry of a flow execution (ENROLLFLOW_EXECUTION_TTL)")
+	rl, err := strconv.ParseFloat(envOr("ENROLLFLOW_RATE_LIMIT", "20"), 64)
+	if err != nil {
+		return o, fmt.Errorf("ENROLLFLOW_RATE_LIMIT: %w", err)
+	}
+	fs.Float64Var(&o.rateLimit, "rate-limit", rl, "requests per second per client address on /{envID}/flowExecutions; 0 disables (ENROLLFLOW_RATE_LIMIT)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.ttl < time.Minute || o.ttl > 24*time.Hour {
+		return o, fmt.Errorf("--execution-ttl: must be between 1m and 24h")
+	}
+	if o.rateLimit < 0 {
+		return o, fmt.Errorf("--rate-limit: must not be negative")
+	}
+	return o, nil
+}
+
+func newLogger(level, format string, out io.Writer) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("--log-level: must be debug, info, warn or error")
+	}
+	if format == "" {
+		format = "json"
+		if f, ok := out.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			format = "console"
+		}
+	}
+	switch format {
+	case "json":
+	case "console":
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+	default:
+		return zerolog.Nop(), fmt.Errorf("--log-format: must be json or console")
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+func serve(args []string) error {
+	o, err := parseServeFlags(args)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o.logLevel, o.logFormat, os.Stderr)
+	if err != nil {
+		return err
+	}
+
+	// Configuration: the file, or the demo environment with its key.
+	var file config.File
+	generatedKey := ""
+	if o.configPath != "" {
+		if file, err = config.Load(o.configPath); err != nil {
+			return err
+		}
+	} else {
+		key := os.Getenv("ENROLLFLOW_API_KEY")
+		if key == "" {
+			key = config.RandomToken(24)
+			generatedKey = key
+		}
+		file = config.Demo(key)
+	}
+	envs, flows, err := file.Build()
+	if err != nil {
+		return err
+	}
+
+	// Secrets: every node of a deployment must share them.
+	var master []byte
+	if s := os.Getenv("ENROLLFLOW_SECRET"); s != "" {
+		if master, err = config.ParseSecret(s); err != nil {
+			return fmt.Errorf("ENROLLFLOW_SECRET: %w", err)
+		}
+	} else if o.redisURL != "" {
+		return fmt.Errorf("ENROLLFLOW_SECRET is required with --redis-url: every node must hash passcodes and seal TOTP seeds with the same key (generate one: openssl rand -base64 32)")
+	} else {
+		master = []byte(config.RandomToken(32))
+		log.Warn().Msg("ENROLLFLOW_SECRET not set: using a random secret for this process (fine with the memory store, which forgets everything on exit too)")
+	}
+	keys, err := mfa.DeriveKeys(master)
+	if err != nil {
+		return fmt.Errorf("ENROLLFLOW_SECRET: %w", err)
+	}
+
+	var st store.Store
+	if o.redisURL != "" {
+		rs, err := redis.Open(o.redisURL, nil)
+		if err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		st = rs
+	} else {
+		st = memory.New(nil)
+	}
+	defer st.Close()
+
+	outbox, err := delivery.NewOutbox(o.outbox, log)
+	if err != nil {
+		return fmt.Errorf("--outbox: %w", err)
+	}
+	sealer, err := mfa.NewSealer(keys.SealTOTP)
+	if err != nil {
+		return err
+	}
+	step := mfaenroll.New(mfaenroll.Deps{
+		Devices: st,
+		Sender:  delivery.Router{delivery.Email: outbox, delivery.SMS: outbox, delivery.Voice: outbox},
+		Hasher:  mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: log,
+	})
+	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs, engine.Options{TTL: o.ttl})
+
+	// Seed the configured flows; flows already in the store (edited through
+	// the API) are kept.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	for _, env := range envs {
+		for i := range flows[env.ID] {
+			if _, err := runner.SaveFlow(ctx, env, &flows[env.ID][i], true); err != nil {
+				cancel()
+				return fmt.Errorf("environment %s: flows[%d] (%s): %w", env.ID, i, flows[env.ID][i].ID, err)
+			}
+		}
+	}
+	cancel()
+
+	srv := &http.Server{
+		Handler:           hal.New(hal.Config{Runner: runner, Store: st, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit}),
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 16 << 10,
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	storeName := "memory"
+	if o.redisURL != "" {
+		storeName = "redis"
+	}
+	log.Info().Str("listen", ln.Addr().String()).Str("store", storeName).Str("outbox", outbox.Dir()).Msg("enrollflow serving")
+	if o.configPath == "" {
+		printDemoBanner(ln.Addr().String(), generatedKey, outbox.Dir())
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down: finishing requests in flight")
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancelShutdown()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// printDemoBanner tells a person on a fresh machine how to begin. The key
+// is printed only when this process generated it.
+func printDemoBanner(addr, generatedKey, outbox string) {
+	key := "$ENROLLFLOW_API_KEY"
+	if generatedKey != "" {
+		key = generatedKey
+		fmt.Fprintf(os.Stdout, "\nAPI key of environment %q (generated, shown once): %s\n", config.DemoEnvironmentID, generatedKey)
+	}
+	fmt.Fprintf(os.Stdout, `
+Start an enrollment:
+  curl -s -X POST http://%s/%s/flowExecutions \
+    -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
+    -d '{"flow":{"id":"%s"},"inputs":{"user":{"id":"user-1","email":"jane@example.com"}}}'
+Passcodes are written to %s
+
+`, addr, config.DemoEnvironmentID, key, config.DemoFlowID, outbox)
+}

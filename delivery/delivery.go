@@ -1,0 +1,48 @@
+// Package delivery sends passcodes to users. A Sender is one channel
+// (the development outbox now; SMTP, SMS and voice providers plug in beside
+// it); the enrollment step builds a Message from a template and hands it
+// over after the execution is saved.
+package delivery
+
+import (
+	"context"
+	"fmt"
+)
+
+// Method is how a message reaches the user.
+type Method string
+
+const (
+	Email Method = "EMAIL"
+	SMS   Method = "SMS"
+	Voice Method = "VOICE"
+)
+
+// Message is one rendered message. Body holds the passcode: a Sender must
+// never log it.
+type Message struct {
+	EnvID     string `json:"environmentId"`
+	Method    Method `json:"channel"`
+	Recipient string `json:"recipient"`
+	Locale    string `json:"locale"`
+	Subject   string `json:"subject,omitempty"`
+	Body      string `json:"body"`
+	HTMLBody  string `json:"htmlBody,omitempty"`
+}
+
+// Sender delivers messages over one channel.
+type Sender interface {
+	Send(ctx context.Context, msg Message) error
+}
+
+// Router picks the Sender for each method.
+type Router map[Method]Sender
+
+// Send delivers msg through the sender configured for its method.
+func (r Router) Send(ctx context.Context, msg Message) error {
+	s, ok := r[msg.Method]
+	if !ok {
+		return fmt.Errorf("delivery: no channel configured for %s", msg.Method)
+	}
+	return s.Send(ctx, msg)
+}

@@ -1,0 +1,100 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"sort"
+
+	"github.com/enrollflow/enrollflow/mfa"
+)
+
+// Application is an environment application, shown to the enrollment step's
+// client (the seed's `applications`).
+type Application struct {
+	ID   string `json:"id" yaml:"id"`
+	Name string `json:"name" yaml:"name"`
+}
+
+// Environment is one tenant: its credential, policies and settings. It is
+// configuration, identical on every node, so it is not kept in the store.
+type Environment struct {
+	ID           string
+	apiKeyHash   [32]byte
+	Policies     map[string]*mfa.Policy
+	DefaultID    string // id of the default device authentication policy
+	MFASettings  mfa.Settings
+	Applications []Application
+}
+
+// NewEnvironment validates the policies and settings and picks the default
+// policy (the one marked default, else the only one).
+func NewEnvironment(id, apiKey string, policies []mfa.Policy, settings mfa.Settings, apps []Application) (*Environment, error) {
+	if id == "" {
+		return nil, fmt.Errorf("environment id: required")
+	}
+	if len(apiKey) < 16 {
+		return nil, fmt.Errorf("environment %s: apiKey: must be at least 16 characters", id)
+	}
+	env := &Environment{ID: id, apiKeyHash: sha256.Sum256([]byte(apiKey)),
+		Policies: map[string]*mfa.Policy{}, Applications: apps}
+	for i := range policies {
+		p := policies[i]
+		p.ApplyDefaults()
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("environment %s: deviceAuthenticationPolicies[%d].%v", id, i, err)
+		}
+		if _, dup := env.Policies[p.ID]; dup {
+			return nil, fmt.Errorf("environment %s: deviceAuthenticationPolicies[%d].id: %q is used twice", id, i, p.ID)
+		}
+		env.Policies[p.ID] = &p
+		if p.Default {
+			if env.DefaultID != "" {
+				return nil, fmt.Errorf("environment %s: deviceAuthenticationPolicies[%d].default: only one policy may be the default", id, i)
+			}
+			env.DefaultID = p.ID
+		}
+	}
+	if env.DefaultID == "" && len(policies) == 1 {
+		env.DefaultID = policies[0].ID
+		env.Policies[env.DefaultID].Default = true
+	}
+	if env.DefaultID == "" {
+		return nil, fmt.Errorf("environment %s: deviceAuthenticationPolicies: exactly one policy must have default: true", id)
+	}
+	settings.ApplyDefaults()
+	if err := settings.Validate(); err != nil {
+		return nil, fmt.Errorf("environment %s: mfaSettings.%v", id, err)
+	}
+	env.MFASettings = settings
+	if env.Applications == nil {
+		env.Applications = []Application{}
+	}
+	return env, nil
+}
+
+// CheckAPIKey compares in constant time (hashing first makes the compare
+// independent of the presented key's length).
+func (e *Environment) CheckAPIKey(presented string) bool {
+	h := sha256.Sum256([]byte(presented))
+	return subtle.ConstantTimeCompare(h[:], e.apiKeyHash[:]) == 1
+}
+
+// Policy returns a policy by id.
+func (e *Environment) Policy(id string) (*mfa.Policy, bool) {
+	p, ok := e.Policies[id]
+	return p, ok
+}
+
+// DefaultPolicy returns the environment's default policy.
+func (e *Environment) DefaultPolicy() *mfa.Policy { return e.Policies[e.DefaultID] }
+
+// SortedPolicies lists the policies by id.
+func (e *Environment) SortedPolicies() []*mfa.Policy {
+	out := make([]*mfa.Policy, 0, len(e.Policies))
+	for _, p := range e.Policies {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

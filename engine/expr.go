@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Step input values may refer to the flow's inputs or to an earlier step's
+// outputs: ${flow.inputs.<path>} or ${steps.<id>.outputs.<path>}. A string
+// that is exactly one expression takes the referenced value with its type;
+// expressions inside longer strings are interpolated as text.
+var exprPattern = regexp.MustCompile(`\$\{([^}]*)\}`)
+
+type exprError struct{ path, msg string }
+
+// checkExpressions validates the syntax and the step references of every
+// expression in a step's input, at save time.
+func checkExpressions(input map[string]any, steps map[string]StepDefinition) *exprError {
+	var walk func(path string, v any) *exprError
+	walk = func(path string, v any) *exprError {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, k := range sortedKeys(v) {
+				if err := walk(join(path, k), v[k]); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for i, x := range v {
+				if err := walk(fmt.Sprintf("%s[%d]", path, i), x); err != nil {
+					return err
+				}
+			}
+		case string:
+			if strings.Count(v, "${") != len(exprPattern.FindAllString(v, -1)) {
+				return &exprError{path, "unterminated ${ expression"}
+			}
+			for _, m := range exprPattern.FindAllStringSubmatch(v, -1) {
+				root, stepID, _, err := parseExpr(m[1])
+				if err != nil {
+					return &exprError{path, err.Error()}
+				}
+				if root == "steps" {
+					if _, ok := steps[stepID]; !ok {
+						return &exprError{path, fmt.Sprintf("${%s} refers to unknown step %q", m[1], stepID)}
+					}
+				}
+			}
+		}
+		return nil
+	}
+	return walk("", input)
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// parseExpr splits "flow.inputs.a.b" or "steps.s1.outputs.a.b".
+func parseExpr(expr string) (root, stepID string, path []string, err error) {
+	parts := strings.Split(strings.TrimSpace(expr), ".")
+	switch {
+	case len(parts) >= 3 && parts[0] == "flow" && parts[1] == "inputs":
+		return "flow", "", parts[2:], nil
+	case len(parts) >= 4 && parts[0] == "steps" && parts[2] == "outputs":
+		return "steps", parts[1], parts[3:], nil
+	}
+	return "", "", nil, fmt.Errorf("${%s} must be ${flow.inputs.<path>} or ${steps.<id>.outputs.<path>}", expr)
+}
+
+// resolveInput evaluates a step's input against the flow inputs and the
+// outputs of the steps that have run. Without an input mapping the step
+// receives the flow inputs unchanged.
+func resolveInput(input map[string]any, flowInputs map[string]any, outputs map[string]StepResult) map[string]any {
+	if input == nil {
+		return flowInputs
+	}
+	var eval func(v any) any
+	eval = func(v any) any {
+		switch v := v.(type) {
+		case map[string]any:
+			out := make(map[string]any, len(v))
+			for k, x := range v {
+				// Dotted keys ("user.id") mean the same as nesting.
+				setPath(out, strings.Split(k, "."), eval(x))
+			}
+			return out
+		case []any:
+			out := make([]any, len(v))
+			for i, x := range v {
+				out[i] = eval(x)
+			}
+			return out
+		case string:
+			if m := exprPattern.FindStringSubmatchIndex(v); m != nil && m[0] == 0 && m[1] == len(v) {
+				return lookupExpr(v[m[2]:m[3]], flowInputs, outputs)
+			}
+			return exprPattern.ReplaceAllStringFunc(v, func(e string) string {
+				val := lookupExpr(e[2:len(e)-1], flowInputs, outputs)
+				if val == nil {
+					return ""
+				}
+				return fmt.Sprint(val)
+			})
+		}
+		return v
+	}
+	return eval(input).(map[string]any)
+}
+
+func lookupExpr(expr string, flowInputs map[string]any, outputs map[string]StepResult) any {
+	root, stepID, path, err := parseExpr(expr)
+	if err != nil {
+		return nil
+	}
+	if root == "flow" {
+		return Lookup(flowInputs, path...)
+	}
+	return Lookup(outputs[stepID].Outputs, path...)
+}
+
+// Lookup follows a path through nested maps, accepting both nesting
+// ({"user":{"id":..}}) and dotted keys ({"user.id":..}) at any level.
+func Lookup(m map[string]any, path ...string) any {
+	if len(path) == 0 {
+		return m
+	}
+	for i := len(path); i >= 1; i-- {
+		v, ok := m[strings.Join(path[:i], ".")]
+		if !ok {
+			continue
+		}
+		if i == len(path) {
+			return v
+		}
+		if sub, ok := v.(map[string]any); ok {
+			if r := Lookup(sub, path[i:]...); r != nil {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+func setPath(m map[string]any, path []string, v any) {
+	for _, p := range path[:len(path)-1] {
+		sub, ok := m[p].(map[string]any)
+		if !ok {
+			sub = map[string]any{}
+			m[p] = sub
+		}
+		m = sub
+	}
+	m[path[len(path)-1]] = v
+}

@@ -1,0 +1,153 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+)
+
+// Flow is a flow definition: steps by id, the first one named by the
+// trigger, each step's outlets naming the next step per result.
+type Flow struct {
+	ID              string                    `json:"id"`
+	Name            string                    `json:"name,omitempty"`
+	Description     string                    `json:"description,omitempty"`
+	Trigger         Trigger                   `json:"trigger"`
+	StepDefinitions map[string]StepDefinition `json:"stepDefinitions"`
+	CreatedAt       time.Time                 `json:"createdAt,omitzero"`
+	UpdatedAt       time.Time                 `json:"updatedAt,omitzero"`
+}
+
+// Trigger names the first step.
+type Trigger struct {
+	Next string `json:"next"`
+}
+
+// StepDefinition is one step of a flow.
+type StepDefinition struct {
+	Type          string            `json:"type"`
+	Configuration json.RawMessage   `json:"configuration,omitempty"`
+	Input         map[string]any    `json:"input,omitempty"`
+	Outlets       map[string]Outlet `json:"outlets,omitempty"`
+}
+
+// Outlet names the step that follows a result; an empty or missing outlet
+// ends the flow.
+type Outlet struct {
+	Next string `json:"next"`
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// Validate checks the whole definition against the registered step types
+// and the environment; every problem is reported with its field path.
+func (f *Flow) Validate(env *Environment, steps *StepRegistry) error {
+	var details []ErrorDetail
+	bad := func(target, code, msg string) {
+		details = append(details, ErrorDetail{Code: code, Target: target, Message: msg})
+	}
+	if !idPattern.MatchString(f.ID) {
+		bad("id", DetailInvalidValue, "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+	}
+	if len(f.StepDefinitions) == 0 {
+		bad("stepDefinitions", DetailRequired, "at least one step is required")
+	}
+	if f.Trigger.Next == "" {
+		bad("trigger.next", DetailRequired, "must name the first step")
+	} else if _, ok := f.StepDefinitions[f.Trigger.Next]; !ok {
+		bad("trigger.next", DetailInvalidValue, fmt.Sprintf("names no step: %q", f.Trigger.Next))
+	}
+	for _, id := range sortedKeys(f.StepDefinitions) {
+		sd := f.StepDefinitions[id]
+		at := "stepDefinitions." + id
+		if !idPattern.MatchString(id) {
+			bad(at, DetailInvalidValue, "step ids must be 1 to 64 letters, digits, '_', '.' or '-'")
+		}
+		st, ok := steps.Lookup(sd.Type)
+		if !ok {
+			bad(at+".type", DetailInvalidValue, fmt.Sprintf("unknown step type %q (known: %v)", sd.Type, steps.Names()))
+			continue
+		}
+		for _, d := range st.ValidateConfig(env, sd.Configuration) {
+			d.Target = at + ".configuration." + d.Target
+			details = append(details, d)
+		}
+		for _, result := range sortedKeys(sd.Outlets) {
+			if !contains(st.Results(), result) {
+				bad(at+".outlets."+result, DetailInvalidValue, fmt.Sprintf("%s has no result %q (results: %v)", sd.Type, result, st.Results()))
+			}
+			next := sd.Outlets[result].Next
+			if _, ok := f.StepDefinitions[next]; next != "" && !ok {
+				bad(at+".outlets."+result+".next", DetailInvalidValue, fmt.Sprintf("names no step: %q", next))
+			}
+		}
+		if err := checkExpressions(sd.Input, f.StepDefinitions); err != nil {
+			bad(at+".input."+err.path, DetailInvalidValue, err.msg)
+		}
+	}
+	if len(details) == 0 {
+		if cycle := f.findCycle(); cycle != "" {
+			bad("stepDefinitions", DetailInvalidValue, "the outlets form a cycle through step "+cycle+"; flows must end")
+		}
+	}
+	if len(details) > 0 {
+		return Invalid(details...)
+	}
+	return nil
+}
+
+// findCycle returns a step on a cycle of outlets, or "".
+func (f *Flow) findCycle() string {
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[string]int{}
+	var visit func(id string) string
+	visit = func(id string) string {
+		switch state[id] {
+		case visiting:
+			return id
+		case done:
+			return ""
+		}
+		state[id] = visiting
+		sd := f.StepDefinitions[id]
+		for _, r := range sortedKeys(sd.Outlets) {
+			if next := sd.Outlets[r].Next; next != "" {
+				if c := visit(next); c != "" {
+					return c
+				}
+			}
+		}
+		state[id] = done
+		return ""
+	}
+	for _, id := range sortedKeys(f.StepDefinitions) {
+		if c := visit(id); c != "" {
+			return c
+		}
+	}
+	return ""
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"time"
+
+	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// StepType is one kind of step (MFA_DEVICE_ENROLLMENT, ...). It is
+// stateless: everything about one execution comes in a StepContext, and
+// what changes goes out in an Outcome that the runner saves.
+type StepType interface {
+	// Name is the `type` flow definitions use.
+	Name() string
+	// Results lists the results the step can end with (outlet names).
+	Results() []string
+	// ValidateConfig checks a step's configuration when a flow is saved;
+	// detail targets are relative to the configuration.
+	ValidateConfig(env *Environment, config json.RawMessage) []ErrorDetail
+	// ValidateInput checks the resolved inputs when the step begins;
+	// detail targets are relative to the inputs.
+	ValidateInput(input map[string]any) []ErrorDetail
+	// Begin returns the step's first state.
+	Begin(ctx context.Context, sc *StepContext) (*Outcome, error)
+	// Act performs an action. An error means nothing is saved.
+	Act(ctx context.Context, sc *StepContext, action actions.Action) (*Outcome, error)
+	// View renders the current state for the client.
+	View(sc *StepContext) View
+}
+
+// StepContext is everything a step may know about the execution it runs in.
+type StepContext struct {
+	Env         *Environment
+	ExecutionID string
+	StepID      string
+	Config      json.RawMessage
+	Input       map[string]any
+	State       json.RawMessage // the step's own state, as it last saved it
+	Now         time.Time
+	SelfURL     string // the execution's URL, for links in a View ("" outside HTTP)
+}
+
+// ResourceProvider is implemented by step types that serve extra read-only
+// resources under the execution URL (the TOTP QR code image).
+type ResourceProvider interface {
+	Resource(ctx context.Context, sc *StepContext, name string) (contentType string, body []byte, err error)
+}
+
+// Outcome is what an action (or Begin) produced.
+type Outcome struct {
+	// State is the step's new private state (marshalled by the runner).
+	State any
+	// Result ends the step when set ("ENROLLED", "SKIPPED"); Outputs are
+	// then its outputs.
+	Result  string
+	Outputs map[string]any
+	// Enroll, when set, is written to the device registry atomically with
+	// the execution (store.CommitEnrollment), refused past MaxDevices.
+	Enroll     *store.Device
+	MaxDevices int
+	// After runs once the new state is saved, never before: sending a
+	// passcode for a state that failed to save would be a lie.
+	After []func(ctx context.Context)
+	// Err is returned to the client after the state is saved: a wrong
+	// passcode is a 400, yet the failed attempt must still be counted.
+	Err *Error
+}
+
+// View is a state as the client sees it: the flow status, its properties
+// and the actions allowed now (derived from the step's state machine).
+type View struct {
+	Status     string
+	Properties map[string]any
+	Actions    []string
+}
+
+// StepRegistry holds the step types a node knows.
+type StepRegistry struct{ types map[string]StepType }
+
+// NewStepRegistry registers the given types.
+func NewStepRegistry(types ...StepType) *StepRegistry {
+	r := &StepRegistry{types: map[string]StepType{}}
+	for _, t := range types {
+		r.types[t.Name()] = t
+	}
+	return r
+}
+
+// Lookup finds a step type by name.
+func (r *StepRegistry) Lookup(name string) (StepType, bool) {
+	t, ok := r.types[name]
+	return t, ok
+}
+
+// Names lists the registered type names, sorted.
+func (r *StepRegistry) Names() []string {
+	out := make([]string, 0, len(r.types))
+	for n := range r.types {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

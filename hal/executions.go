@@ -1,0 +1,116 @@
+package hal
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/engine"
+)
+
+// startRequest is the body of POST /{envID}/flowExecutions.
+type startRequest struct {
+	Flow *struct {
+		ID string `json:"id"`
+	} `json:"flow"`
+	Inputs map[string]any `json:"inputs"`
+}
+
+// startExecution: POST /{envID}/flowExecutions (API key required; its
+// inputs, such as user.id, are trusted).
+func (s *Server) startExecution(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	var req startRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Flow == nil || req.Flow.ID == "" {
+		s.writeError(w, r, engine.InvalidField("flow.id", engine.DetailRequired, "is required"))
+		return
+	}
+	x, err := s.cfg.Runner.Start(r.Context(), env, req.Flow.ID, req.Inputs)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	annotate(r, func(a *accessInfo) { a.execution = x.ID[:8] })
+	w.Header().Set("Location", s.executionURL(r, env, x.ID))
+	writeJSON(w, http.StatusCreated, halJSON, s.renderExecution(r, env, x))
+}
+
+// getExecution: GET /{envID}/flowExecutions/{id}, the client's poll.
+func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	id := s.executionID(r)
+	x, err := s.cfg.Runner.Get(r.Context(), env, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, halJSON, s.renderExecution(r, env, x))
+}
+
+// actOnExecution: POST /{envID}/flowExecutions/{id} with an action's
+// vendor content type.
+func (s *Server) actOnExecution(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	id := s.executionID(r)
+	body, err := readBody(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	action, err := actions.Decode(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		s.writeError(w, r, requestError(err))
+		return
+	}
+	annotate(r, func(a *accessInfo) { a.action = action.Name })
+	x, err := s.cfg.Runner.Act(r.Context(), env, id, action)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, halJSON, s.renderExecution(r, env, x))
+}
+
+// getResource: GET /{envID}/flowExecutions/{id}/{resource}, such as the
+// TOTP QR code.
+func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	contentType, body, err := s.cfg.Runner.Resource(r.Context(), env, s.executionID(r), mux.Vars(r)["resource"])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(body)
+}
+
+// executionID reads {executionID}; only a prefix goes to the access log,
+// since the full id is what lets a client drive the execution.
+func (s *Server) executionID(r *http.Request) string {
+	id := mux.Vars(r)["executionID"]
+	annotate(r, func(a *accessInfo) {
+		if len(id) > 8 {
+			a.execution = id[:8]
+		}
+	})
+	return id
+}

@@ -1,0 +1,242 @@
+package hal
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// collection renders a HAL collection with its items under _embedded.
+func (s *Server) collection(r *http.Request, name string, items any, count int) map[string]any {
+	return map[string]any{
+		"_links":    map[string]link{"self": {Href: s.baseURL(r) + r.URL.Path}},
+		"_embedded": map[string]any{name: items},
+		"count":     count,
+		"size":      count,
+	}
+}
+
+func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	flows, err := s.cfg.Runner.ListFlows(r.Context(), env)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items := make([]map[string]any, 0, len(flows))
+	for _, f := range flows {
+		items = append(items, s.flowBody(r, env, f))
+	}
+	writeJSON(w, http.StatusOK, halJSON, s.collection(r, "flows", items, len(items)))
+}
+
+func (s *Server) flowBody(r *http.Request, env *engine.Environment, f *engine.Flow) map[string]any {
+	raw, _ := json.Marshal(f)
+	var body map[string]any
+	_ = json.Unmarshal(raw, &body)
+	body["_links"] = map[string]link{"self": {Href: s.baseURL(r) + "/environments/" + env.ID + "/flows/" + f.ID}}
+	return body
+}
+
+func (s *Server) getFlow(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	f, err := s.cfg.Runner.GetFlow(r.Context(), env, mux.Vars(r)["flowID"])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, halJSON, s.flowBody(r, env, f))
+}
+
+// createFlow: POST creates; an existing id is a 409.
+func (s *Server) createFlow(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	var f engine.Flow
+	if err := decodeBody(r, &f); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	f.CreatedAt = time.Time{}
+	created, err := s.cfg.Runner.SaveFlow(r.Context(), env, &f, true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !created {
+		s.writeError(w, r, &engine.Error{Status: http.StatusConflict, Code: engine.CodeUniquenessViolation,
+			Message: "A flow with id " + f.ID + " already exists; PUT it to replace it.",
+			Details: []engine.ErrorDetail{{Code: engine.DetailInvalidValue, Target: "id", Message: "is already taken"}}})
+		return
+	}
+	w.Header().Set("Location", s.baseURL(r)+"/environments/"+env.ID+"/flows/"+f.ID)
+	writeJSON(w, http.StatusCreated, halJSON, s.flowBody(r, env, &f))
+}
+
+// replaceFlow: PUT creates or replaces; the id in the body, when given,
+// must match the path.
+func (s *Server) replaceFlow(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	id := mux.Vars(r)["flowID"]
+	var f engine.Flow
+	if err := decodeBody(r, &f); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if f.ID == "" {
+		f.ID = id
+	}
+	if f.ID != id {
+		s.writeError(w, r, engine.InvalidField("id", engine.DetailInvalidValue, "must match the flow id in the path"))
+		return
+	}
+	f.CreatedAt = time.Time{}
+	if old, err := s.cfg.Runner.GetFlow(r.Context(), env, id); err == nil {
+		f.CreatedAt = old.CreatedAt
+	}
+	created, err := s.cfg.Runner.SaveFlow(r.Context(), env, &f, false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, halJSON, s.flowBody(r, env, &f))
+}
+
+func (s *Server) deleteFlow(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	if err := s.cfg.Runner.DeleteFlow(r.Context(), env, mux.Vars(r)["flowID"]); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) policyBody(r *http.Request, env *engine.Environment, p *mfa.Policy) map[string]any {
+	raw, _ := json.Marshal(p)
+	var body map[string]any
+	_ = json.Unmarshal(raw, &body)
+	body["_links"] = map[string]link{"self": {Href: s.baseURL(r) + "/environments/" + env.ID + "/deviceAuthenticationPolicies/" + p.ID}}
+	return body
+}
+
+func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	items := []map[string]any{}
+	for _, p := range env.SortedPolicies() {
+		items = append(items, s.policyBody(r, env, p))
+	}
+	writeJSON(w, http.StatusOK, halJSON, s.collection(r, "deviceAuthenticationPolicies", items, len(items)))
+}
+
+func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	p, found := env.Policy(mux.Vars(r)["policyID"])
+	if !found {
+		s.writeError(w, r, engine.NotFound("device authentication policy"))
+		return
+	}
+	writeJSON(w, http.StatusOK, halJSON, s.policyBody(r, env, p))
+}
+
+func (s *Server) deviceBody(r *http.Request, env *engine.Environment, userID string, rec store.Device) (map[string]any, error) {
+	var d mfa.Device
+	if err := json.Unmarshal(rec.Data, &d); err != nil {
+		return nil, engine.AsError(err)
+	}
+	body := d.PublicView()
+	body["user"] = map[string]string{"id": userID}
+	body["_links"] = map[string]link{"self": {Href: s.baseURL(r) + "/environments/" + env.ID + "/users/" + userID + "/devices/" + d.ID}}
+	return body, nil
+}
+
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	userID := mux.Vars(r)["userID"]
+	recs, err := s.cfg.Store.ListDevices(r.Context(), env.ID, userID)
+	if err != nil {
+		s.writeError(w, r, engine.Unavailable(err))
+		return
+	}
+	items := make([]map[string]any, 0, len(recs))
+	for _, rec := range recs {
+		body, err := s.deviceBody(r, env, userID, rec)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		items = append(items, body)
+	}
+	writeJSON(w, http.StatusOK, halJSON, s.collection(r, "devices", items, len(items)))
+}
+
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	v := mux.Vars(r)
+	rec, err := s.cfg.Store.GetDevice(r.Context(), env.ID, v["userID"], v["deviceID"])
+	if err != nil {
+		s.writeError(w, r, registryError(err))
+		return
+	}
+	body, err := s.deviceBody(r, env, v["userID"], rec)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, halJSON, body)
+}
+
+func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	v := mux.Vars(r)
+	if err := s.cfg.Store.DeleteDevice(r.Context(), env.ID, v["userID"], v["deviceID"]); err != nil {
+		s.writeError(w, r, registryError(err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func registryError(err error) error {
+	if err == store.ErrNotFound {
+		return engine.NotFound("device")
+	}
+	return engine.Unavailable(err)
+}

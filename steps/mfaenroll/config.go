@@ -1,0 +1,173 @@
+package mfaenroll
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/mail"
+	"regexp"
+
+	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/mfa"
+)
+
+// Config is the step's configuration in a flow definition (seed 003).
+type Config struct {
+	UseDefaultPolicy           *bool `json:"useDefaultPolicy"`
+	DeviceAuthenticationPolicy *struct {
+		ID string `json:"id"`
+	} `json:"deviceAuthenticationPolicy,omitempty"`
+	Template *struct {
+		Variant string `json:"variant"`
+	} `json:"template,omitempty"`
+	// AllowSkip offers device.skipEnrollment in DEVICE_ENROLLMENT_REQUIRED.
+	// The seed leaves the name open; it is off unless the designer says so.
+	AllowSkip bool `json:"allowSkip"`
+}
+
+func parseConfig(raw json.RawMessage) (*Config, []engine.ErrorDetail) {
+	c := &Config{}
+	if len(raw) == 0 {
+		return nil, []engine.ErrorDetail{{Code: engine.DetailRequired, Target: "useDefaultPolicy", Message: "is required"}}
+	}
+	if err := actions.DecodeStrict(raw, c); err != nil {
+		return nil, []engine.ErrorDetail{decodeDetail(err)}
+	}
+	return c, nil
+}
+
+func decodeDetail(err error) engine.ErrorDetail {
+	if de, ok := err.(*actions.DecodeError); ok && de.Field != "" {
+		code := engine.DetailInvalidValue
+		if de.Problem == "unknown field" {
+			code = engine.DetailUnknownField
+		}
+		return engine.ErrorDetail{Code: code, Target: de.Field, Message: de.Problem}
+	}
+	return engine.ErrorDetail{Code: engine.DetailInvalidValue, Message: err.Error()}
+}
+
+// policy resolves the configured policy in env.
+func (c *Config) policy(env *engine.Environment) (*mfa.Policy, bool) {
+	if c.UseDefaultPolicy != nil && *c.UseDefaultPolicy {
+		return env.DefaultPolicy(), true
+	}
+	if c.DeviceAuthenticationPolicy == nil {
+		return nil, false
+	}
+	return env.Policy(c.DeviceAuthenticationPolicy.ID)
+}
+
+func validateConfig(env *engine.Environment, raw json.RawMessage) []engine.ErrorDetail {
+	c, details := parseConfig(raw)
+	if details != nil {
+		return details
+	}
+	if c.UseDefaultPolicy == nil {
+		return []engine.ErrorDetail{{Code: engine.DetailRequired, Target: "useDefaultPolicy", Message: "is required (true or false)"}}
+	}
+	if !*c.UseDefaultPolicy {
+		if c.DeviceAuthenticationPolicy == nil || c.DeviceAuthenticationPolicy.ID == "" {
+			return []engine.ErrorDetail{{Code: engine.DetailRequired, Target: "deviceAuthenticationPolicy.id",
+				Message: "is required when useDefaultPolicy is false"}}
+		}
+		if _, ok := env.Policy(c.DeviceAuthenticationPolicy.ID); !ok {
+			return []engine.ErrorDetail{{Code: engine.DetailInvalidValue, Target: "deviceAuthenticationPolicy.id",
+				Message: fmt.Sprintf("no device authentication policy %q in environment %s", c.DeviceAuthenticationPolicy.ID, env.ID)}}
+		}
+	}
+	if c.Template != nil && len(c.Template.Variant) > 100 {
+		return []engine.ErrorDetail{{Code: engine.DetailInvalidValue, Target: "template.variant", Message: "must be at most 100 characters"}}
+	}
+	return nil
+}
+
+var (
+	e164Pattern   = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+	localePattern = regexp.MustCompile(`^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$`)
+)
+
+// ValidEmail accepts a bare address (no display name) of at most 254 bytes.
+func ValidEmail(s string) bool {
+	if len(s) > 254 {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && a.Name == ""
+}
+
+// ValidPhone accepts E.164 numbers: "+" then 7 to 15 digits.
+func ValidPhone(s string) bool { return e164Pattern.MatchString(s) }
+
+// input is the step's view of its resolved inputs.
+type input struct {
+	UserID, Email, Phone, Compatibility, Locale string
+	Variables                                   map[string]any
+}
+
+func readInput(m map[string]any) input {
+	str := func(path ...string) string { s, _ := engine.Lookup(m, path...).(string); return s }
+	vars, _ := engine.Lookup(m, "template", "variables").(map[string]any)
+	return input{
+		UserID: str("user", "id"), Email: str("user", "email"), Phone: str("user", "mobilePhone"),
+		Compatibility: str("webauthn", "compatibility"), Locale: str("template", "locale"), Variables: vars,
+	}
+}
+
+func validateInput(m map[string]any) []engine.ErrorDetail {
+	var details []engine.ErrorDetail
+	bad := func(target, code, msg string) {
+		details = append(details, engine.ErrorDetail{Code: code, Target: target, Message: msg})
+	}
+	optionalString := func(target string, path ...string) (string, bool) {
+		v := engine.Lookup(m, path...)
+		if v == nil {
+			return "", false
+		}
+		s, ok := v.(string)
+		if !ok {
+			bad(target, engine.DetailInvalidValue, "must be a string")
+			return "", false
+		}
+		return s, true
+	}
+	switch id := engine.Lookup(m, "user", "id").(type) {
+	case nil:
+		bad("user.id", engine.DetailRequired, "is required")
+	case string:
+		if id == "" {
+			bad("user.id", engine.DetailRequired, "is required")
+		} else if len(id) > 128 {
+			bad("user.id", engine.DetailInvalidValue, "must be at most 128 characters")
+		}
+	default:
+		bad("user.id", engine.DetailInvalidValue, "must be a string")
+	}
+	if s, ok := optionalString("user.email", "user", "email"); ok && !ValidEmail(s) {
+		bad("user.email", engine.DetailInvalidValue, "must be a valid e-mail address such as jane@example.com")
+	}
+	if s, ok := optionalString("user.mobilePhone", "user", "mobilePhone"); ok && !ValidPhone(s) {
+		bad("user.mobilePhone", engine.DetailInvalidValue, "must be an E.164 phone number such as +15551234567")
+	}
+	if s, ok := optionalString("webauthn.compatibility", "webauthn", "compatibility"); ok &&
+		s != "FULL" && s != "SECURITY_KEY_ONLY" && s != "NONE" {
+		bad("webauthn.compatibility", engine.DetailInvalidValue, "must be FULL, SECURITY_KEY_ONLY or NONE")
+	}
+	if s, ok := optionalString("template.locale", "template", "locale"); ok && !localePattern.MatchString(s) {
+		bad("template.locale", engine.DetailInvalidValue, "must be a language tag such as en or es-ES")
+	}
+	if v := engine.Lookup(m, "template", "variables"); v != nil {
+		vars, ok := v.(map[string]any)
+		if !ok {
+			bad("template.variables", engine.DetailInvalidValue, "must be an object")
+		}
+		for k, x := range vars {
+			switch x.(type) {
+			case string, float64, bool, json.Number:
+			default:
+				bad("template.variables."+k, engine.DetailInvalidValue, "must be a string, number or boolean")
+			}
+		}
+	}
+	return details
+}

@@ -1,0 +1,337 @@
+package mfaenroll
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"strings"
+	"time"
+
+	"github.com/pquerna/otp"
+
+	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/store"
+)
+
+const maxNickname = 100
+
+func invalid(target, code, msg string) error { return engine.InvalidField(target, code, msg) }
+
+// create handles device.create for EMAIL, SMS, VOICE and TOTP.
+func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*engine.Outcome, error) {
+	if p.Type == "" {
+		return nil, invalid("type", engine.DetailRequired, "is required")
+	}
+	t, ok := mfa.ParseDeviceType(p.Type)
+	if !ok {
+		return nil, invalid("type", engine.DetailInvalidValue, fmt.Sprintf("unknown device type %q", p.Type))
+	}
+	if !r.policy.Pairable(t) {
+		return nil, invalid("type", engine.DetailPolicyViolation,
+			fmt.Sprintf("%s devices cannot be enrolled here; allowed types: %v", t, r.policy.PairableTypes()))
+	}
+	if len(p.Nickname) > maxNickname {
+		return nil, invalid("nickname", engine.DetailInvalidValue, fmt.Sprintf("must be at most %d characters", maxNickname))
+	}
+	if p.Application != nil {
+		return nil, invalid("application.id", engine.DetailInvalidValue, "is only for MOBILE devices")
+	}
+	if p.RP != nil {
+		return nil, invalid("rp", engine.DetailInvalidValue, "is only for PLATFORM and SECURITY_KEY devices")
+	}
+	address, err := deviceAddress(t, p, r.in)
+	if err != nil {
+		return nil, err
+	}
+	max := r.sc.Env.MFASettings.Pairing.MaxAllowedDevices
+	n, err := s.deps.Devices.CountDevices(ctx, r.sc.Env.ID, r.in.UserID)
+	if err != nil {
+		return nil, engine.Unavailable(err)
+	}
+	if n >= max {
+		return nil, invalid("type", engine.DetailLimitExceeded,
+			fmt.Sprintf("the user already has the maximum of %d devices; delete one first", max))
+	}
+	now := r.sc.Now
+	d := &pending{ID: store.NewID(), Type: t, Nickname: p.Nickname, Address: address, CreatedAt: now}
+	out := &engine.Outcome{}
+	if t == mfa.TOTP {
+		account := r.in.Email
+		if account == "" {
+			account = r.in.UserID
+		}
+		key, err := mfa.NewTOTPKey(r.policy.TOTP.URIParameters.Issuer, account)
+		if err != nil {
+			return nil, engine.AsError(err)
+		}
+		d.SealedTOTP = s.deps.Sealer.Seal([]byte(key.URI), d.ID)
+	} else {
+		out.After = append(out.After, s.issueOTP(r, d))
+	}
+	r.st.Pending = d
+	return out, nil
+}
+
+// deviceAddress picks the address the passcode goes to: the action's, else
+// the step input's, and checks it.
+func deviceAddress(t mfa.DeviceType, p *actions.CreateDevice, in input) (string, error) {
+	switch t {
+	case mfa.Email:
+		if p.Phone != "" {
+			return "", invalid("phone", engine.DetailInvalidValue, "is not used for EMAIL devices")
+		}
+		addr := p.Email
+		if addr == "" {
+			addr = in.Email
+		}
+		if addr == "" {
+			return "", invalid("email", engine.DetailRequired, "is required for EMAIL devices (or give user.email in the inputs)")
+		}
+		if !ValidEmail(addr) {
+			return "", invalid("email", engine.DetailInvalidValue, "must be a valid e-mail address such as jane@example.com")
+		}
+		return addr, nil
+	case mfa.SMS, mfa.Voice:
+		if p.Email != "" {
+			return "", invalid("email", engine.DetailInvalidValue, fmt.Sprintf("is not used for %s devices", t))
+		}
+		phone := p.Phone
+		if phone == "" {
+			phone = in.Phone
+		}
+		if phone == "" {
+			return "", invalid("phone", engine.DetailRequired, fmt.Sprintf("is required for %s devices (or give user.mobilePhone in the inputs)", t))
+		}
+		if !ValidPhone(phone) {
+			return "", invalid("phone", engine.DetailInvalidValue, "must be an E.164 phone number such as +15551234567")
+		}
+		return phone, nil
+	}
+	if p.Email != "" || p.Phone != "" {
+		field := "email"
+		if p.Phone != "" {
+			field = "phone"
+		}
+		return "", invalid(field, engine.DetailInvalidValue, fmt.Sprintf("is not used for %s devices", t))
+	}
+	return "", nil
+}
+
+// issueOTP puts a fresh passcode on d and returns the send to run after the
+// state is saved. The clear passcode lives only in that closure.
+func (s *Step) issueOTP(r *run, d *pending) func(context.Context) {
+	rules := r.policy.OTPMethodFor(d.Type).OTP
+	code := mfa.NewOTP(rules.OTPLength)
+	now := r.sc.Now
+	d.OTPHash = s.deps.Hasher.Hash(d.ID, code)
+	d.OTPExpiresAt = now.Add(rules.LifeTime.Std())
+	d.SentAt = now
+	d.Failures, d.LockedUntil = 0, time.Time{}
+	msg := delivery.PairingMessage(r.sc.Env.ID, delivery.Method(d.Type), d.Address, r.in.Locale, code)
+	execID := r.sc.ExecutionID
+	return func(ctx context.Context) {
+		// The client's request may end before the provider answers; the
+		// send must not be cut short with it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.deps.Sender.Send(ctx, msg); err != nil {
+			s.deps.Log.Error().Err(err).Str("execution", execID).Str("channel", string(msg.Method)).Msg("passcode delivery failed")
+		}
+	}
+}
+
+// resend handles otp.resend: a fresh passcode replaces the old one, no
+// sooner than the resend cool-down or, after too many failures, the
+// failure cool-down.
+func (s *Step) resend(r *run) (*engine.Outcome, error) {
+	d := r.st.Pending
+	now := r.sc.Now
+	if now.Before(d.LockedUntil) {
+		return nil, engine.TooSoon("Too many wrong passcodes; a new passcode can be sent after the cool-down.", d.LockedUntil.Sub(now))
+	}
+	cool := r.policy.OTPMethodFor(d.Type).OTP.ResendCoolDown.Std()
+	if next := d.SentAt.Add(cool); now.Before(next) {
+		return nil, engine.TooSoon(fmt.Sprintf("A passcode was sent less than %s ago; wait before asking again.", cool), next.Sub(now))
+	}
+	return &engine.Outcome{After: []func(context.Context){s.issueOTP(r, d)}}, nil
+}
+
+// activate handles device.activate: the right passcode enrolls the device.
+func (s *Step) activate(r *run, p *actions.ActivateDevice) (*engine.Outcome, error) {
+	d := r.st.Pending
+	if len(p.Attestation) > 0 || p.Origin != "" {
+		return nil, invalid("attestation", engine.DetailInvalidValue, "is only for PLATFORM and SECURITY_KEY devices")
+	}
+	if p.OTP == "" {
+		return nil, invalid("otp", engine.DetailRequired, "is required")
+	}
+	if !digitsOnly(p.OTP) || len(p.OTP) > 10 {
+		return nil, invalid("otp", engine.DetailInvalidValue, "must be 6 to 10 digits")
+	}
+	now := r.sc.Now
+	var failure mfa.Failure
+	var ok bool
+	var totpStep int64
+	if d.Type == mfa.TOTP {
+		failure = r.policy.TOTP.OTP.Failure
+		if now.Before(d.LockedUntil) {
+			return nil, engine.TooSoon("Too many wrong passcodes; try again after the cool-down.", d.LockedUntil.Sub(now))
+		}
+		uri, err := s.deps.Sealer.Open(d.SealedTOTP, d.ID)
+		if err != nil {
+			return nil, engine.AsError(err)
+		}
+		secret, err := mfa.SecretFromURI(string(uri))
+		if err != nil {
+			return nil, engine.AsError(err)
+		}
+		totpStep, ok, _ = mfa.VerifyTOTP(secret, p.OTP, now, r.policy.TOTP.PasscodeGracePeriod, 0)
+	} else {
+		failure = r.policy.OTPMethodFor(d.Type).OTP.Failure
+		if d.Failures >= failure.Count {
+			return nil, invalid("otp", engine.DetailOTPVoid, voidMessage(d, now))
+		}
+		if !now.Before(d.OTPExpiresAt) {
+			return nil, invalid("otp", engine.DetailOTPExpired, "the passcode has expired; request a new one (otp.resend)")
+		}
+		ok = s.deps.Hasher.Verify(d.ID, p.OTP, d.OTPHash)
+	}
+	if !ok {
+		return s.wrongOTP(r, failure), nil
+	}
+	dev := mfa.Device{ID: d.ID, Type: d.Type, Status: mfa.StatusActive, Nickname: d.Nickname,
+		SealedTOTP: d.SealedTOTP, LastTOTPStep: totpStep, CreatedAt: d.CreatedAt, UpdatedAt: now}
+	switch d.Type {
+	case mfa.Email:
+		dev.Email = d.Address
+	case mfa.SMS, mfa.Voice:
+		dev.Phone = d.Address
+	}
+	data, err := json.Marshal(dev)
+	if err != nil {
+		return nil, engine.AsError(err)
+	}
+	return &engine.Outcome{
+		Result:     Enrolled,
+		Outputs:    map[string]any{"device": map[string]any{"id": dev.ID, "type": dev.Type}},
+		Enroll:     &store.Device{EnvID: r.sc.Env.ID, UserID: r.in.UserID, ID: dev.ID, Data: data},
+		MaxDevices: r.sc.Env.MFASettings.Pairing.MaxAllowedDevices,
+	}, nil
+}
+
+// wrongOTP counts a failed attempt; the count is saved and the client gets
+// a 400 with what is left.
+func (s *Step) wrongOTP(r *run, failure mfa.Failure) *engine.Outcome {
+	d := r.st.Pending
+	now := r.sc.Now
+	d.Failures++
+	remaining := failure.Count - d.Failures
+	msg := fmt.Sprintf("the passcode is wrong; %d attempt(s) left", remaining)
+	code := engine.DetailInvalidOTP
+	if remaining <= 0 {
+		d.LockedUntil = now.Add(failure.CoolDown.Std())
+		if d.Type == mfa.TOTP {
+			// TOTP has nothing to resend: the lock itself is the cool-down,
+			// after which the count starts again.
+			d.Failures = 0
+			msg = fmt.Sprintf("the passcode is wrong and no attempts are left; try again after %s", d.LockedUntil.UTC().Format(time.RFC3339))
+		} else {
+			d.OTPHash = nil
+			code = engine.DetailOTPVoid
+			msg = "the passcode is wrong and no attempts are left; " + voidMessage(d, now)
+		}
+		remaining = 0
+	}
+	e := engine.InvalidField("otp", code, msg)
+	e.Details[0].InnerError = map[string]any{"remainingAttempts": remaining}
+	return &engine.Outcome{Err: e}
+}
+
+func voidMessage(d *pending, now time.Time) string {
+	if now.Before(d.LockedUntil) {
+		return "the passcode is void; request a new one (otp.resend) after " + d.LockedUntil.UTC().Format(time.RFC3339)
+	}
+	return "the passcode is void; request a new one (otp.resend)"
+}
+
+func digitsOnly(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// deviceView is the pending device as the client sees it.
+func (s *Step) deviceView(r *run) map[string]any {
+	d := r.st.Pending
+	if d == nil {
+		return nil
+	}
+	v := map[string]any{"id": d.ID, "type": d.Type, "createdAt": d.CreatedAt}
+	if d.Nickname != "" {
+		v["nickname"] = d.Nickname
+	}
+	switch d.Type {
+	case mfa.Email:
+		v["email"] = mfa.MaskEmail(d.Address)
+	case mfa.SMS, mfa.Voice:
+		v["phone"] = mfa.MaskPhone(d.Address)
+	case mfa.TOTP:
+		uri, err := s.deps.Sealer.Open(d.SealedTOTP, d.ID)
+		if err != nil {
+			s.deps.Log.Error().Err(err).Str("execution", r.sc.ExecutionID).Msg("cannot unseal TOTP secret")
+			return v
+		}
+		secret, _ := mfa.SecretFromURI(string(uri))
+		v["secret"] = secret
+		v["keyUri"] = string(uri)
+		v["period"] = mfa.TOTPPeriod
+		v["digits"] = mfa.TOTPDigits
+		v["algorithm"] = mfa.TOTPAlgorithm
+		if r.sc.SelfURL != "" {
+			v["qrCode"] = map[string]any{"href": r.sc.SelfURL + "/" + QRCodeResource, "type": "image/png"}
+		}
+	}
+	if d.Type.SendsOTP() {
+		v["otp"] = map[string]any{"expiresAt": d.OTPExpiresAt, "remainingAttempts": max(r.policy.OTPMethodFor(d.Type).OTP.Failure.Count-d.Failures, 0)}
+	}
+	return v
+}
+
+// QRCodeResource is the name of the TOTP QR code under the execution URL.
+const QRCodeResource = "qrcode.png"
+
+// Resource serves the PNG QR code of a pending TOTP device.
+func (s *Step) Resource(_ context.Context, sc *engine.StepContext, name string) (string, []byte, error) {
+	r, err := s.load(sc)
+	if err != nil {
+		return "", nil, err
+	}
+	if name != QRCodeResource || r.st.Status != ActivationRequired || r.st.Pending == nil || r.st.Pending.Type != mfa.TOTP {
+		return "", nil, engine.NotFound(strings.TrimSuffix(name, ".png"))
+	}
+	uri, err := s.deps.Sealer.Open(r.st.Pending.SealedTOTP, r.st.Pending.ID)
+	if err != nil {
+		return "", nil, engine.AsError(err)
+	}
+	key, err := otp.NewKeyFromURL(string(uri))
+	if err != nil {
+		return "", nil, engine.AsError(err)
+	}
+	img, err := key.Image(256, 256)
+	if err != nil {
+		return "", nil, engine.AsError(err)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return "", nil, engine.AsError(err)
+	}
+	return "image/png", buf.Bytes(), nil
+}

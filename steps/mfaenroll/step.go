@@ -1,0 +1,183 @@
+// Package mfaenroll is the MFA_DEVICE_ENROLLMENT step (seed 003): it pairs
+// one MFA device with the user, moving through DEVICE_ENROLLMENT_REQUIRED
+// and ACTIVATION_REQUIRED, and ends ENROLLED (outputs device.id and
+// device.type) or SKIPPED.
+package mfaenroll
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// TypeName is the step's `type` in flow definitions.
+const TypeName = "MFA_DEVICE_ENROLLMENT"
+
+// Deps are the services the step uses.
+type Deps struct {
+	Devices store.Devices   // the registry, to count a user's devices
+	Sender  delivery.Sender // passcode delivery
+	Hasher  *mfa.OTPHasher
+	Sealer  *mfa.Sealer
+	Log     zerolog.Logger
+}
+
+// Step implements engine.StepType.
+type Step struct{ deps Deps }
+
+// New returns the step type.
+func New(deps Deps) *Step { return &Step{deps: deps} }
+
+var _ engine.StepType = (*Step)(nil)
+
+func (s *Step) Name() string      { return TypeName }
+func (s *Step) Results() []string { return []string{Enrolled, Skipped} }
+
+func (s *Step) ValidateConfig(env *engine.Environment, raw json.RawMessage) []engine.ErrorDetail {
+	return validateConfig(env, raw)
+}
+
+func (s *Step) ValidateInput(in map[string]any) []engine.ErrorDetail { return validateInput(in) }
+
+// state is what the step saves between requests. Short JSON names keep
+// Redis memory per execution small.
+type state struct {
+	Status  string   `json:"s"`
+	Pending *pending `json:"p,omitempty"`
+}
+
+// pending is the device being enrolled, not yet in the registry.
+type pending struct {
+	ID       string         `json:"id"`
+	Type     mfa.DeviceType `json:"t"`
+	Nickname string         `json:"n,omitempty"`
+	Address  string         `json:"a,omitempty"` // e-mail or phone
+	// Passcode, for EMAIL/SMS/VOICE: only its keyed hash is kept.
+	OTPHash      []byte    `json:"h,omitempty"`
+	OTPExpiresAt time.Time `json:"x,omitzero"`
+	SentAt       time.Time `json:"sa,omitzero"`
+	// Failures counts wrong passcodes; at the policy's count the passcode
+	// is void (TOTP: refused) until LockedUntil.
+	Failures    int       `json:"f,omitempty"`
+	LockedUntil time.Time `json:"l,omitzero"`
+	SealedTOTP  string    `json:"k,omitempty"` // sealed otpauth:// URI
+	CreatedAt   time.Time `json:"c"`
+}
+
+// run is one call's working set.
+type run struct {
+	sc     *engine.StepContext
+	cfg    *Config
+	policy *mfa.Policy
+	in     input
+	st     state
+}
+
+func (s *Step) load(sc *engine.StepContext) (*run, error) {
+	cfg, details := parseConfig(sc.Config)
+	if details != nil {
+		return nil, engine.AsError(fmt.Errorf("step %s: stored configuration invalid: %v", sc.StepID, details))
+	}
+	pol, ok := cfg.policy(sc.Env)
+	if !ok {
+		return nil, &engine.Error{Status: http.StatusInternalServerError, Code: engine.CodeUnexpected,
+			Message: "The step's device authentication policy no longer exists; ask the administrator to fix the flow."}
+	}
+	r := &run{sc: sc, cfg: cfg, policy: pol, in: readInput(sc.Input), st: state{Status: DeviceEnrollmentRequired}}
+	if len(sc.State) > 0 && string(sc.State) != "null" {
+		if err := json.Unmarshal(sc.State, &r.st); err != nil {
+			return nil, engine.AsError(fmt.Errorf("step %s: decode state: %w", sc.StepID, err))
+		}
+	}
+	return r, nil
+}
+
+func (r *run) machine() machine {
+	resendable := r.st.Pending != nil && r.st.Pending.Type.SendsOTP()
+	return machine{newMachine(r.st.Status, r.cfg.AllowSkip, resendable)}
+}
+
+// Begin starts in DEVICE_ENROLLMENT_REQUIRED.
+func (s *Step) Begin(_ context.Context, sc *engine.StepContext) (*engine.Outcome, error) {
+	if _, err := s.load(sc); err != nil {
+		return nil, err
+	}
+	return &engine.Outcome{State: state{Status: DeviceEnrollmentRequired}}, nil
+}
+
+// Act checks the action against the state machine, then does its work.
+func (s *Step) Act(ctx context.Context, sc *engine.StepContext, a actions.Action) (*engine.Outcome, error) {
+	r, err := s.load(sc)
+	if err != nil {
+		return nil, err
+	}
+	m := r.machine()
+	if err := m.check(a.Name); err != nil {
+		return nil, err
+	}
+	var out *engine.Outcome
+	switch a.Name {
+	case actions.DeviceCreate:
+		out, err = s.create(ctx, r, a.Payload.(*actions.CreateDevice))
+	case actions.DeviceActivate:
+		out, err = s.activate(r, a.Payload.(*actions.ActivateDevice))
+	case actions.OTPResend:
+		out, err = s.resend(r)
+	case actions.DeviceDelete:
+		r.st.Pending = nil
+		out = &engine.Outcome{}
+	case actions.DeviceSkipEnrollment:
+		out = &engine.Outcome{Result: Skipped}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if out.Err != nil {
+		// A refused attempt is counted but moves nothing.
+		out.State = r.st
+		return out, nil
+	}
+	if r.st.Status, err = m.advance(ctx, a.Name); err != nil {
+		return nil, err
+	}
+	if out.Result == "" {
+		out.State = r.st
+	}
+	return out, nil
+}
+
+// View renders the state with its properties and allowed actions.
+func (s *Step) View(sc *engine.StepContext) engine.View {
+	r, err := s.load(sc)
+	if err != nil {
+		s.deps.Log.Error().Err(err).Str("execution", sc.ExecutionID).Msg("cannot render step")
+		return engine.View{Status: engine.StatusFailed, Properties: map[string]any{}, Actions: []string{}}
+	}
+	props := map[string]any{}
+	switch r.st.Status {
+	case DeviceEnrollmentRequired:
+		types := r.policy.PairableTypes()
+		props["allowedtypes"] = types
+		props["mfaSettings"] = sc.Env.MFASettings
+		props["applications"] = sc.Env.Applications
+		if r.in.Email != "" {
+			props["email"] = r.in.Email
+		}
+		if r.in.Phone != "" {
+			props["mobilePhone"] = r.in.Phone
+		}
+	case ActivationRequired:
+		props["device"] = s.deviceView(r)
+	}
+	return engine.View{Status: r.st.Status, Properties: props, Actions: allowedActions(r.machine().m)}
+}

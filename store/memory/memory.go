@@ -1,0 +1,241 @@
+// Package memory is the embedded, zero-setup store: everything in this
+// process's memory, lost on exit. It keeps the same contract as the Redis
+// backend (store/storetest proves it), so it serves both for trying the
+// service and for fast tests.
+package memory
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// Store is safe for concurrent use. One mutex is enough: every operation is
+// a few map look-ups, far cheaper than the HTTP work around it.
+type Store struct {
+	now func() time.Time
+
+	mu         sync.Mutex
+	executions map[string]store.Execution         // env + "/" + id
+	devices    map[string]map[string]store.Device // env + "/" + user -> id -> device
+	flows      map[string]map[string]store.Flow   // env -> id -> flow
+	sweepAt    time.Time
+}
+
+// New returns an empty store. now is the clock used for expiry (nil: time.Now).
+func New(now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{
+		now:        now,
+		executions: map[string]store.Execution{},
+		devices:    map[string]map[string]store.Device{},
+		flows:      map[string]map[string]store.Flow{},
+	}
+}
+
+func execKey(envID, id string) string { return envID + "/" + id }
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+func (s *Store) CreateExecution(_ context.Context, exec store.Execution) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked()
+	k := execKey(exec.EnvID, exec.ID)
+	if old, ok := s.executions[k]; ok && s.now().Before(old.ExpiresAt) {
+		return store.ErrExists
+	}
+	exec.Data = clone(exec.Data)
+	s.executions[k] = exec
+	return nil
+}
+
+func (s *Store) GetExecution(_ context.Context, envID, id string) (store.Execution, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exec, ok := s.liveLocked(envID, id)
+	if !ok {
+		return store.Execution{}, store.ErrNotFound
+	}
+	exec.Data = clone(exec.Data)
+	return exec, nil
+}
+
+func (s *Store) UpdateExecution(_ context.Context, exec store.Execution) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkVersionLocked(exec); err != nil {
+		return err
+	}
+	exec.Data = clone(exec.Data)
+	s.executions[execKey(exec.EnvID, exec.ID)] = exec
+	return nil
+}
+
+func (s *Store) CommitEnrollment(_ context.Context, exec store.Execution, dev store.Device, maxDevices int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkVersionLocked(exec); err != nil {
+		return err
+	}
+	uk := execKey(dev.EnvID, dev.UserID)
+	userDevices := s.devices[uk]
+	if _, replacing := userDevices[dev.ID]; !replacing && maxDevices > 0 && len(userDevices) >= maxDevices {
+		return store.ErrDeviceLimit
+	}
+	if userDevices == nil {
+		userDevices = map[string]store.Device{}
+		s.devices[uk] = userDevices
+	}
+	dev.Data = clone(dev.Data)
+	userDevices[dev.ID] = dev
+	exec.Data = clone(exec.Data)
+	s.executions[execKey(exec.EnvID, exec.ID)] = exec
+	return nil
+}
+
+func (s *Store) checkVersionLocked(exec store.Execution) error {
+	cur, ok := s.liveLocked(exec.EnvID, exec.ID)
+	if !ok {
+		return store.ErrNotFound
+	}
+	if cur.Version != exec.Version-1 {
+		return store.ErrConflict
+	}
+	return nil
+}
+
+func (s *Store) liveLocked(envID, id string) (store.Execution, bool) {
+	exec, ok := s.executions[execKey(envID, id)]
+	if !ok || !s.now().Before(exec.ExpiresAt) {
+		return store.Execution{}, false
+	}
+	return exec, true
+}
+
+// sweepLocked drops expired executions at most once a minute, so that a
+// long-running demo server does not grow without bound.
+func (s *Store) sweepLocked() {
+	now := s.now()
+	if now.Before(s.sweepAt) {
+		return
+	}
+	s.sweepAt = now.Add(time.Minute)
+	for k, exec := range s.executions {
+		if !now.Before(exec.ExpiresAt) {
+			delete(s.executions, k)
+		}
+	}
+}
+
+func (s *Store) ListDevices(_ context.Context, envID, userID string) ([]store.Device, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.Device, 0, len(s.devices[execKey(envID, userID)]))
+	for _, d := range s.devices[execKey(envID, userID)] {
+		d.Data = clone(d.Data)
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (s *Store) GetDevice(_ context.Context, envID, userID, deviceID string) (store.Device, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.devices[execKey(envID, userID)][deviceID]
+	if !ok {
+		return store.Device{}, store.ErrNotFound
+	}
+	d.Data = clone(d.Data)
+	return d, nil
+}
+
+func (s *Store) PutDevice(_ context.Context, dev store.Device) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	userDevices := s.devices[execKey(dev.EnvID, dev.UserID)]
+	if _, ok := userDevices[dev.ID]; !ok {
+		return store.ErrNotFound
+	}
+	dev.Data = clone(dev.Data)
+	userDevices[dev.ID] = dev
+	return nil
+}
+
+func (s *Store) DeleteDevice(_ context.Context, envID, userID, deviceID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	userDevices := s.devices[execKey(envID, userID)]
+	if _, ok := userDevices[deviceID]; !ok {
+		return store.ErrNotFound
+	}
+	delete(userDevices, deviceID)
+	return nil
+}
+
+func (s *Store) CountDevices(_ context.Context, envID, userID string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.devices[execKey(envID, userID)]), nil
+}
+
+func (s *Store) ListFlows(_ context.Context, envID string) ([]store.Flow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.Flow, 0, len(s.flows[envID]))
+	for _, f := range s.flows[envID] {
+		f.Data = clone(f.Data)
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (s *Store) GetFlow(_ context.Context, envID, flowID string) (store.Flow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.flows[envID][flowID]
+	if !ok {
+		return store.Flow{}, store.ErrNotFound
+	}
+	f.Data = clone(f.Data)
+	return f, nil
+}
+
+func (s *Store) PutFlow(_ context.Context, flow store.Flow, onlyIfAbsent bool) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	envFlows := s.flows[flow.EnvID]
+	if envFlows == nil {
+		envFlows = map[string]store.Flow{}
+		s.flows[flow.EnvID] = envFlows
+	}
+	_, exists := envFlows[flow.ID]
+	if exists && onlyIfAbsent {
+		return false, nil
+	}
+	flow.Data = clone(flow.Data)
+	envFlows[flow.ID] = flow
+	return !exists, nil
+}
+
+func (s *Store) DeleteFlow(_ context.Context, envID, flowID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.flows[envID][flowID]; !ok {
+		return store.ErrNotFound
+	}
+	delete(s.flows[envID], flowID)
+	return nil
+}
+
+func (s *Store) Ping(context.Context) error { return nil }
+func (s *Store) Close() error               { return nil }
+
+var _ store.Store = (*Store)(nil)
