@@ -1,0 +1,516 @@
+// Package redis is the store.Store backend for running several enrollflow
+// nodes against one Redis (standalone or Redis Cluster).
+//
+// # Key layout
+//
+// Every key starts with Options.Prefix (default "ef") and carries a hash tag
+// ({...}) so that the keys one Lua script touches always live in one cluster
+// slot:
+//
+//	ef:{p<partition>}:x:<env>:<execution id>   HASH  v=version e=expiresAt (unix ms) d=data w=write token
+//	ef:{p<partition>}:d:<env>:<user>           HASH  device id -> device data
+//	ef:{e:<env>}:flows                         HASH  flow id -> flow data
+//
+// <partition> is the user's store.Partition. An execution id carries it (see
+// store.NewExecutionID), so a request that names only the execution still
+// finds its slot, and an execution shares its slot with the registry of the
+// user it enrolls: CommitEnrollment updates both in one script. In <env>, ':'
+// and '%' are percent-escaped so that env and user ids cannot run into each
+// other; ordinary ids appear unchanged.
+//
+// # Executions
+//
+// An execution is a small HASH rather than an encoded blob so that a
+// compare-and-set script can check the version and expiry without decoding
+// the data. The key expires in Redis at ExpiresAt (PEXPIREAT), which bounds
+// memory; reads and scripts also compare e with Options.Now, so an injected
+// clock is obeyed and a record is never served past ExpiresAt even if Redis
+// has not evicted it yet.
+//
+// Every write is one Lua script (EVALSHA, falling back to EVAL), never a
+// WATCH/MULTI loop. Each write also stores a random token (w) unique to the
+// call: go-redis re-sends a command whose reply was lost (timeout, broken
+// connection), and a script seeing its own token at the version it meant to
+// write knows its first attempt already went through and reports success
+// instead of a false ErrConflict or ErrExists.
+//
+// # Errors
+//
+// Every failure to reach Redis (network errors, timeouts, context errors,
+// LOADING, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, READONLY, BUSY, ...) is returned
+// wrapping store.ErrUnavailable. The Store keeps no connection state of its
+// own: go-redis redials, so the same Store works again once Redis is back.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Prefix starts every key (default "ef"). It must not contain '{'.
+	Prefix string
+	// Now is the clock used for expiry (default time.Now).
+	Now func() time.Time
+}
+
+// Store is a store.Store on Redis; safe for concurrent use.
+type Store struct {
+	client goredis.UniversalClient
+	prefix string
+	now    func() time.Time
+}
+
+// New returns a Store that uses client, which it takes over: Close closes it.
+func New(client goredis.UniversalClient, opts Options) *Store {
+	if opts.Prefix == "" {
+		opts.Prefix = "ef"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{client: client, prefix: opts.Prefix, now: opts.Now}
+}
+
+// Open connects to the Redis named by url and returns a Store on it (with the
+// default prefix). url is either
+//
+//   - one redis:// or rediss:// URL, as goredis.ParseURL reads it
+//     (redis://[user:password@]host:port[/db][?dial_timeout=3s&...]): a
+//     standalone server; or
+//   - a comma-separated list of redis://host:port (or rediss://) seed nodes of
+//     a Redis Cluster, e.g. "redis://10.0.0.1:6379,redis://10.0.0.2:6379".
+//     Credentials and query options are taken from the first URL, as
+//     goredis.ParseClusterURL reads it; the others contribute host:port only.
+//
+// Unless the URL sets them, timeouts are DialTimeout 2s and Read/WriteTimeout
+// 1s, and a request's context deadline also bounds its Redis calls. now is
+// the clock used for expiry (nil: time.Now).
+func Open(url string, now func() time.Time) (*Store, error) {
+	client, err := newClient(url)
+	if err != nil {
+		return nil, err
+	}
+	return New(client, Options{Now: now}), nil
+}
+
+const (
+	defaultDialTimeout = 2 * time.Second
+	defaultIOTimeout   = time.Second
+	// go-redis retries a failed dial 5 times inside every one of a command's
+	// (1+MaxRetries) attempts, so a refused connection took ~1.7s to report.
+	// The command-level retries are enough; fail over to ErrUnavailable fast.
+	dialerRetries = 1
+)
+
+func newClient(rawURL string) (goredis.UniversalClient, error) {
+	if !strings.Contains(rawURL, ",") {
+		opt, err := goredis.ParseURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("store/redis: %w", err)
+		}
+		opt.DialTimeout = orDefault(opt.DialTimeout, defaultDialTimeout)
+		opt.ReadTimeout = orDefault(opt.ReadTimeout, defaultIOTimeout)
+		opt.WriteTimeout = orDefault(opt.WriteTimeout, defaultIOTimeout)
+		opt.DialerRetries = dialerRetries
+		opt.ContextTimeoutEnabled = true
+		return goredis.NewClient(opt), nil
+	}
+
+	urls := strings.Split(rawURL, ",")
+	for i := range urls {
+		urls[i] = strings.TrimSpace(urls[i])
+	}
+	opt, err := goredis.ParseClusterURL(urls[0])
+	if err != nil {
+		return nil, fmt.Errorf("store/redis: %w", err)
+	}
+	for _, u := range urls[1:] {
+		addr, err := seedAddr(u)
+		if err != nil {
+			return nil, err
+		}
+		opt.Addrs = append(opt.Addrs, addr)
+	}
+	opt.DialTimeout = orDefault(opt.DialTimeout, defaultDialTimeout)
+	opt.ReadTimeout = orDefault(opt.ReadTimeout, defaultIOTimeout)
+	opt.WriteTimeout = orDefault(opt.WriteTimeout, defaultIOTimeout)
+	if opt.DialerRetries == 0 {
+		opt.DialerRetries = dialerRetries
+	}
+	opt.ContextTimeoutEnabled = true
+	return goredis.NewClusterClient(opt), nil
+}
+
+// seedAddr reads host:port from one redis://host:port of a cluster list.
+func seedAddr(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("store/redis: cluster node %q: %w", raw, err)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return "", fmt.Errorf("store/redis: cluster node %q: scheme must be redis or rediss", raw)
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		return "", fmt.Errorf("store/redis: cluster node %q: no host", raw)
+	}
+	if port == "" {
+		port = "6379"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// unavailable reports err as store.ErrUnavailable when it means Redis could
+// not be reached or could not serve the request right now. Other server
+// errors (WRONGTYPE, a script error, CROSSSLOT, NOAUTH) mean a bug or a
+// misconfiguration and are returned as they are.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	var rerr goredis.Error
+	if errors.As(err, &rerr) && !transientServerError(err) {
+		return fmt.Errorf("store/redis: %w", err)
+	}
+	return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+}
+
+func transientServerError(err error) bool {
+	return goredis.IsLoadingError(err) ||
+		goredis.IsClusterDownError(err) ||
+		goredis.IsTryAgainError(err) ||
+		goredis.IsMasterDownError(err) ||
+		goredis.IsReadOnlyError(err) || // talking to a replica during failover
+		goredis.IsMaxClientsError(err) ||
+		goredis.IsOOMError(err) ||
+		goredis.IsNoReplicasError(err) ||
+		goredis.HasErrorPrefix(err, "BUSY") // a slow script is blocking the server
+}
+
+// Keys.
+
+func (s *Store) execKey(envID, id string) (string, bool) {
+	p, ok := store.ExecutionPartition(id)
+	if !ok {
+		return "", false
+	}
+	return s.prefix + ":{p" + p + "}:x:" + escapeEnv(envID) + ":" + id, true
+}
+
+func (s *Store) registryKey(envID, userID string) string {
+	return s.prefix + ":{p" + store.Partition(envID, userID) + "}:d:" + escapeEnv(envID) + ":" + userID
+}
+
+func (s *Store) flowsKey(envID string) string {
+	return s.prefix + ":{e:" + envID + "}:flows"
+}
+
+// escapeEnv percent-escapes '%' and ':' so that "<env>:<user>" is
+// unambiguous even for ids containing ':'.
+func escapeEnv(envID string) string {
+	if !strings.ContainsAny(envID, "%:") {
+		return envID
+	}
+	return strings.NewReplacer("%", "%25", ":", "%3A").Replace(envID)
+}
+
+// Executions.
+
+// Script results.
+const (
+	statusOK       = 0
+	statusExists   = 1
+	statusConflict = 2
+	statusNotFound = 3
+	statusLimit    = 4
+)
+
+// createScript: KEYS[1] execution; ARGV now, version, expiresAt, data, token.
+var createScript = goredis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'e', 'w')
+if cur[1] and tonumber(cur[1]) > tonumber(ARGV[1]) then
+	if cur[2] == ARGV[5] then return 0 end -- our own earlier attempt
+	return 1
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'e', ARGV[3], 'd', ARGV[4], 'w', ARGV[5])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 0
+`)
+
+// casCheck is the shared head of the update scripts: the execution must be
+// live and at version ARGV[2]-1. It returns from the script when the write
+// must not happen (or already did).
+const casCheck = `
+local cur = redis.call('HMGET', KEYS[1], 'v', 'e', 'w')
+if not cur[1] or tonumber(cur[2]) <= tonumber(ARGV[1]) then return 3 end
+local v, want = tonumber(cur[1]), tonumber(ARGV[2])
+if v ~= want - 1 then
+	if v == want and cur[3] == ARGV[5] then return 0 end -- our own earlier attempt
+	return 2
+end
+`
+
+const casWrite = `
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'e', ARGV[3], 'd', ARGV[4], 'w', ARGV[5])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 0
+`
+
+// updateScript: KEYS[1] execution; ARGV now, version, expiresAt, data, token.
+var updateScript = goredis.NewScript(casCheck + casWrite)
+
+// commitScript: KEYS[1] execution, KEYS[2] registry; ARGV now, version,
+// expiresAt, data, token, device id, device data, max devices (0: no limit).
+var commitScript = goredis.NewScript(casCheck + `
+local max = tonumber(ARGV[8])
+if max > 0 and redis.call('HEXISTS', KEYS[2], ARGV[6]) == 0 and redis.call('HLEN', KEYS[2]) >= max then
+	return 4
+end
+redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
+` + casWrite)
+
+// writeToken identifies one write call across go-redis's internal retries.
+func writeToken() []byte {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	return b[:]
+}
+
+func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
+
+func (s *Store) execArgs(exec store.Execution) []any {
+	return []any{s.nowMs(), exec.Version, exec.ExpiresAt.UnixMilli(), exec.Data, writeToken()}
+}
+
+func scriptStatus(res any, err error) error {
+	if err != nil {
+		return unavailable(err)
+	}
+	code, ok := res.(int64)
+	if !ok {
+		return fmt.Errorf("store/redis: unexpected script reply %v", res)
+	}
+	switch code {
+	case statusOK:
+		return nil
+	case statusExists:
+		return store.ErrExists
+	case statusConflict:
+		return store.ErrConflict
+	case statusNotFound:
+		return store.ErrNotFound
+	case statusLimit:
+		return store.ErrDeviceLimit
+	}
+	return fmt.Errorf("store/redis: unexpected script status %d", code)
+}
+
+func (s *Store) CreateExecution(ctx context.Context, exec store.Execution) error {
+	key, ok := s.execKey(exec.EnvID, exec.ID)
+	if !ok {
+		return fmt.Errorf("store/redis: execution id %q was not made by store.NewExecutionID", exec.ID)
+	}
+	return scriptStatus(createScript.Run(ctx, s.client, []string{key}, s.execArgs(exec)...).Result())
+}
+
+func (s *Store) GetExecution(ctx context.Context, envID, id string) (store.Execution, error) {
+	key, ok := s.execKey(envID, id)
+	if !ok {
+		return store.Execution{}, store.ErrNotFound
+	}
+	vals, err := s.client.HMGet(ctx, key, "v", "e", "d").Result()
+	if err != nil {
+		return store.Execution{}, unavailable(err)
+	}
+	v, vok := vals[0].(string)
+	e, eok := vals[1].(string)
+	d, dok := vals[2].(string)
+	if !vok || !eok || !dok {
+		return store.Execution{}, store.ErrNotFound
+	}
+	version, err1 := strconv.ParseInt(v, 10, 64)
+	expires, err2 := strconv.ParseInt(e, 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return store.Execution{}, fmt.Errorf("store/redis: corrupt execution %s: %w", key, err)
+	}
+	if expires <= s.nowMs() {
+		return store.Execution{}, store.ErrNotFound
+	}
+	return store.Execution{
+		EnvID:     envID,
+		ID:        id,
+		Version:   version,
+		ExpiresAt: time.UnixMilli(expires),
+		Data:      []byte(d),
+	}, nil
+}
+
+func (s *Store) UpdateExecution(ctx context.Context, exec store.Execution) error {
+	key, ok := s.execKey(exec.EnvID, exec.ID)
+	if !ok {
+		return store.ErrNotFound
+	}
+	return scriptStatus(updateScript.Run(ctx, s.client, []string{key}, s.execArgs(exec)...).Result())
+}
+
+// ErrCrossPartition is returned by CommitEnrollment when the execution was
+// not created for the device's user (store.NewExecutionID(env, user)), so the
+// two records are not in one partition and cannot be written atomically on a
+// Redis Cluster. It is refused on standalone Redis too, so that a deployment
+// does not break only when it moves to a cluster.
+var ErrCrossPartition = errors.New("store/redis: execution and device are in different partitions")
+
+func (s *Store) CommitEnrollment(ctx context.Context, exec store.Execution, dev store.Device, maxDevices int) error {
+	key, ok := s.execKey(exec.EnvID, exec.ID)
+	if !ok {
+		return store.ErrNotFound
+	}
+	if p, _ := store.ExecutionPartition(exec.ID); p != store.Partition(dev.EnvID, dev.UserID) {
+		return fmt.Errorf("%w: execution %s, device of user %q in env %q", ErrCrossPartition, exec.ID, dev.UserID, dev.EnvID)
+	}
+	args := append(s.execArgs(exec), dev.ID, dev.Data, max(maxDevices, 0))
+	keys := []string{key, s.registryKey(dev.EnvID, dev.UserID)}
+	return scriptStatus(commitScript.Run(ctx, s.client, keys, args...).Result())
+}
+
+// Devices.
+
+func (s *Store) ListDevices(ctx context.Context, envID, userID string) ([]store.Device, error) {
+	all, err := s.client.HGetAll(ctx, s.registryKey(envID, userID)).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]store.Device, 0, len(all))
+	for id, data := range all {
+		out = append(out, store.Device{EnvID: envID, UserID: userID, ID: id, Data: []byte(data)})
+	}
+	slices.SortFunc(out, func(a, b store.Device) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (s *Store) GetDevice(ctx context.Context, envID, userID, deviceID string) (store.Device, error) {
+	data, err := s.client.HGet(ctx, s.registryKey(envID, userID), deviceID).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return store.Device{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Device{}, unavailable(err)
+	}
+	return store.Device{EnvID: envID, UserID: userID, ID: deviceID, Data: data}, nil
+}
+
+// putDeviceScript: KEYS[1] registry; ARGV device id, data. HSET, but only
+// over an existing field.
+var putDeviceScript = goredis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 3 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 0
+`)
+
+func (s *Store) PutDevice(ctx context.Context, dev store.Device) error {
+	key := s.registryKey(dev.EnvID, dev.UserID)
+	return scriptStatus(putDeviceScript.Run(ctx, s.client, []string{key}, dev.ID, dev.Data).Result())
+}
+
+func (s *Store) DeleteDevice(ctx context.Context, envID, userID, deviceID string) error {
+	n, err := s.client.HDel(ctx, s.registryKey(envID, userID), deviceID).Result()
+	if err != nil {
+		return unavailable(err)
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+func (s *Store) CountDevices(ctx context.Context, envID, userID string) (int, error) {
+	n, err := s.client.HLen(ctx, s.registryKey(envID, userID)).Result()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return int(n), nil
+}
+
+// Flows.
+
+func (s *Store) ListFlows(ctx context.Context, envID string) ([]store.Flow, error) {
+	all, err := s.client.HGetAll(ctx, s.flowsKey(envID)).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]store.Flow, 0, len(all))
+	for id, data := range all {
+		out = append(out, store.Flow{EnvID: envID, ID: id, Data: []byte(data)})
+	}
+	slices.SortFunc(out, func(a, b store.Flow) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (s *Store) GetFlow(ctx context.Context, envID, flowID string) (store.Flow, error) {
+	data, err := s.client.HGet(ctx, s.flowsKey(envID), flowID).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return store.Flow{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Flow{}, unavailable(err)
+	}
+	return store.Flow{EnvID: envID, ID: flowID, Data: data}, nil
+}
+
+func (s *Store) PutFlow(ctx context.Context, flow store.Flow, onlyIfAbsent bool) (bool, error) {
+	key := s.flowsKey(flow.EnvID)
+	if onlyIfAbsent {
+		created, err := s.client.HSetNX(ctx, key, flow.ID, flow.Data).Result()
+		if err != nil {
+			return false, unavailable(err)
+		}
+		return created, nil
+	}
+	added, err := s.client.HSet(ctx, key, flow.ID, flow.Data).Result()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return added == 1, nil
+}
+
+func (s *Store) DeleteFlow(ctx context.Context, envID, flowID string) error {
+	n, err := s.client.HDel(ctx, s.flowsKey(envID), flowID).Result()
+	if err != nil {
+		return unavailable(err)
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return unavailable(s.client.Ping(ctx).Err())
+}
+
+// Close closes the client.
+func (s *Store) Close() error { return s.client.Close() }
+
+var _ store.Store = (*Store)(nil)

@@ -1,0 +1,727 @@
+// Package storetest is the conformance suite every store.Store backend must
+// pass. The in-memory backend is the reference: its semantics are the
+// contract, and this suite pins them down so that the Redis backend (or any
+// later one) cannot drift.
+//
+// A backend's test calls Run with a factory:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+//			return memory.New(now)
+//		})
+//	}
+//
+// Each subtest gets a fresh, empty store from the factory and closes it when
+// the subtest ends. Expiry is tested by advancing a fake clock, never by
+// sleeping, so backends must read time only through the now they are given.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// Clock is a fake clock the suite advances to expire records.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock starts at the current time truncated to the millisecond, the
+// precision every backend keeps for ExpiresAt.
+func NewClock() *Clock {
+	return &Clock{now: time.Now().Truncate(time.Millisecond)}
+}
+
+// Now returns the fake time; safe for concurrent use.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the fake time forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// env bundles what one subtest works with.
+type env struct {
+	t     *testing.T
+	ctx   context.Context
+	s     store.Store
+	clock *Clock
+}
+
+// Run runs the whole suite against the stores newStore makes. newStore must
+// return a fresh, empty store that reads time only from now; subtests run
+// one after another, so a factory may reset shared state (FLUSHDB).
+func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(e *env)
+	}{
+		{"Ping", testPing},
+		{"ExecutionRoundTrip", testExecutionRoundTrip},
+		{"ExecutionCreateDuplicate", testExecutionCreateDuplicate},
+		{"ExecutionCreateOverExpired", testExecutionCreateOverExpired},
+		{"ExecutionGetUnknown", testExecutionGetUnknown},
+		{"ExecutionExpiry", testExecutionExpiry},
+		{"ExecutionUpdate", testExecutionUpdate},
+		{"ExecutionUpdateStale", testExecutionUpdateStale},
+		{"ExecutionUpdateMissing", testExecutionUpdateMissing},
+		{"CommitEnrollment", testCommitEnrollment},
+		{"CommitEnrollmentStale", testCommitEnrollmentStale},
+		{"CommitEnrollmentMissing", testCommitEnrollmentMissing},
+		{"CommitEnrollmentDeviceLimit", testCommitEnrollmentDeviceLimit},
+		{"ConcurrentCommits", testConcurrentCommits},
+		{"ConcurrentMixedWriters", testConcurrentMixedWriters},
+		{"Devices", testDevices},
+		{"DevicesIsolation", testDevicesIsolation},
+		{"Flows", testFlows},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := NewClock()
+			s := newStore(t, clock.Now)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tc.fn(&env{t: t, ctx: context.Background(), s: s, clock: clock})
+		})
+	}
+}
+
+// newExec returns a not-yet-stored execution of user in envID that expires
+// in an hour. Ids come from store.NewExecutionID: backends may rely on the
+// partition it carries.
+func (e *env) newExec(envID, user string, data string) store.Execution {
+	return store.Execution{
+		EnvID:     envID,
+		ID:        store.NewExecutionID(envID, user),
+		Version:   1,
+		ExpiresAt: e.clock.Now().Add(time.Hour),
+		Data:      []byte(data),
+	}
+}
+
+func (e *env) create(exec store.Execution) store.Execution {
+	e.t.Helper()
+	if err := e.s.CreateExecution(e.ctx, exec); err != nil {
+		e.t.Fatalf("CreateExecution(%s): %v", exec.ID, err)
+	}
+	return exec
+}
+
+func (e *env) get(envID, id string) store.Execution {
+	e.t.Helper()
+	got, err := e.s.GetExecution(e.ctx, envID, id)
+	if err != nil {
+		e.t.Fatalf("GetExecution(%s): %v", id, err)
+	}
+	return got
+}
+
+// wantExec fails unless the stored execution equals want.
+func (e *env) wantExec(want store.Execution) {
+	e.t.Helper()
+	got := e.get(want.EnvID, want.ID)
+	if got.EnvID != want.EnvID || got.ID != want.ID {
+		e.t.Errorf("got execution %s/%s, want %s/%s", got.EnvID, got.ID, want.EnvID, want.ID)
+	}
+	if got.Version != want.Version {
+		e.t.Errorf("execution %s: version %d, want %d", want.ID, got.Version, want.Version)
+	}
+	if !got.ExpiresAt.Equal(want.ExpiresAt) {
+		e.t.Errorf("execution %s: ExpiresAt %v, want %v", want.ID, got.ExpiresAt, want.ExpiresAt)
+	}
+	if !bytes.Equal(got.Data, want.Data) {
+		e.t.Errorf("execution %s: data %q, want %q", want.ID, got.Data, want.Data)
+	}
+}
+
+// next returns exec as a writer that read it would update it.
+func next(exec store.Execution, data string) store.Execution {
+	exec.Version++
+	exec.Data = []byte(data)
+	return exec
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func (e *env) wantDevices(envID, user string, want ...store.Device) {
+	e.t.Helper()
+	got, err := e.s.ListDevices(e.ctx, envID, user)
+	if err != nil {
+		e.t.Fatalf("ListDevices(%s, %s): %v", envID, user, err)
+	}
+	n, err := e.s.CountDevices(e.ctx, envID, user)
+	if err != nil {
+		e.t.Fatalf("CountDevices(%s, %s): %v", envID, user, err)
+	}
+	if n != len(want) {
+		e.t.Errorf("CountDevices(%s, %s) = %d, want %d", envID, user, n, len(want))
+	}
+	want = slices.Clone(want)
+	slices.SortFunc(want, func(a, b store.Device) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	if len(got) != len(want) {
+		e.t.Fatalf("ListDevices(%s, %s) returned %d devices, want %d: %v", envID, user, len(got), len(want), got)
+	}
+	for i := range want {
+		if !sameDevice(got[i], want[i]) {
+			e.t.Errorf("ListDevices(%s, %s)[%d] = %s, want %s (sorted by id)", envID, user, i, fmtDevice(got[i]), fmtDevice(want[i]))
+		}
+	}
+}
+
+func sameDevice(a, b store.Device) bool {
+	return a.EnvID == b.EnvID && a.UserID == b.UserID && a.ID == b.ID && bytes.Equal(a.Data, b.Data)
+}
+
+func fmtDevice(d store.Device) string {
+	return fmt.Sprintf("{%s %s %s %q}", d.EnvID, d.UserID, d.ID, d.Data)
+}
+
+func testPing(e *env) {
+	if err := e.s.Ping(e.ctx); err != nil {
+		e.t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testExecutionRoundTrip(e *env) {
+	exec := e.newExec("env1", "alice", "state-1")
+	e.create(exec)
+	// The store must own its copy: a caller reusing its buffer after the
+	// call must not change what is stored.
+	exec.Data[0] = 'X'
+	exec.Data = []byte("state-1")
+
+	got := e.get("env1", exec.ID)
+	if got.Version != 1 {
+		e.t.Errorf("version after create = %d, want 1", got.Version)
+	}
+	e.wantExec(exec)
+
+	// Nor may a caller mutating what it read change the store.
+	got.Data[0] = 'Y'
+	e.wantExec(exec)
+
+	// Executions are per environment.
+	_, err := e.s.GetExecution(e.ctx, "env2", exec.ID)
+	wantErr(e.t, "GetExecution from another env", err, store.ErrNotFound)
+
+	// Binary data survives unchanged.
+	bin := e.newExec("env1", "alice", "")
+	bin.Data = []byte{0, 1, 2, 0xff, '\n', 0, '{', '}'}
+	e.create(bin)
+	e.wantExec(bin)
+}
+
+func testExecutionCreateDuplicate(e *env) {
+	exec := e.create(e.newExec("env1", "alice", "first"))
+
+	dup := exec
+	dup.Data = []byte("second")
+	wantErr(e.t, "CreateExecution of a live id", e.s.CreateExecution(e.ctx, dup), store.ErrExists)
+	e.wantExec(exec)
+
+	// The same id in another environment is a different record.
+	other := dup
+	other.EnvID = "env2"
+	if err := e.s.CreateExecution(e.ctx, other); err != nil {
+		e.t.Fatalf("CreateExecution of the same id in another env: %v", err)
+	}
+	e.wantExec(other)
+	e.wantExec(exec)
+}
+
+func testExecutionCreateOverExpired(e *env) {
+	exec := e.newExec("env1", "alice", "old")
+	exec.ExpiresAt = e.clock.Now().Add(time.Minute)
+	e.create(exec)
+	e.clock.Advance(time.Minute)
+
+	// An expired record no longer holds its id.
+	fresh := exec
+	fresh.Data = []byte("new")
+	fresh.ExpiresAt = e.clock.Now().Add(time.Hour)
+	if err := e.s.CreateExecution(e.ctx, fresh); err != nil {
+		e.t.Fatalf("CreateExecution over an expired record: %v", err)
+	}
+	e.wantExec(fresh)
+}
+
+func testExecutionGetUnknown(e *env) {
+	_, err := e.s.GetExecution(e.ctx, "env1", store.NewExecutionID("env1", "alice"))
+	wantErr(e.t, "GetExecution of an unknown id", err, store.ErrNotFound)
+
+	// Ids no backend could have issued are simply not found.
+	for _, id := range []string{"", "nope", store.NewID(), "ZZZZ" + store.NewID()} {
+		_, err := e.s.GetExecution(e.ctx, "env1", id)
+		wantErr(e.t, fmt.Sprintf("GetExecution(%q)", id), err, store.ErrNotFound)
+	}
+}
+
+func testExecutionExpiry(e *env) {
+	exec := e.newExec("env1", "alice", "ticking")
+	exec.ExpiresAt = e.clock.Now().Add(time.Minute)
+	e.create(exec)
+
+	e.clock.Advance(time.Minute - time.Millisecond)
+	e.wantExec(exec) // still live one millisecond before ExpiresAt
+
+	e.clock.Advance(time.Millisecond)
+	_, err := e.s.GetExecution(e.ctx, "env1", exec.ID)
+	wantErr(e.t, "GetExecution at ExpiresAt", err, store.ErrNotFound)
+
+	e.clock.Advance(time.Hour)
+	_, err = e.s.GetExecution(e.ctx, "env1", exec.ID)
+	wantErr(e.t, "GetExecution long after ExpiresAt", err, store.ErrNotFound)
+}
+
+func testExecutionUpdate(e *env) {
+	exec := e.create(e.newExec("env1", "alice", "v1"))
+
+	read := e.get("env1", exec.ID)
+	upd := next(read, "v2")
+	upd.ExpiresAt = e.clock.Now().Add(2 * time.Hour) // updates may move expiry
+	if err := e.s.UpdateExecution(e.ctx, upd); err != nil {
+		e.t.Fatalf("UpdateExecution: %v", err)
+	}
+	e.wantExec(upd)
+	if got := e.get("env1", exec.ID); got.Version != 2 {
+		e.t.Fatalf("version after one update = %d, want 2", got.Version)
+	}
+
+	upd3 := next(upd, "v3")
+	if err := e.s.UpdateExecution(e.ctx, upd3); err != nil {
+		e.t.Fatalf("second UpdateExecution: %v", err)
+	}
+	e.wantExec(upd3)
+
+	// A moved expiry is the one that counts.
+	e.clock.Advance(90 * time.Minute)
+	e.wantExec(upd3)
+	e.clock.Advance(30 * time.Minute)
+	_, err := e.s.GetExecution(e.ctx, "env1", exec.ID)
+	wantErr(e.t, "GetExecution after the updated ExpiresAt", err, store.ErrNotFound)
+}
+
+func testExecutionUpdateStale(e *env) {
+	exec := e.create(e.newExec("env1", "alice", "v1"))
+	winner := next(exec, "winner")
+	if err := e.s.UpdateExecution(e.ctx, winner); err != nil {
+		e.t.Fatalf("UpdateExecution: %v", err)
+	}
+
+	// A writer that read version 1 too now loses.
+	loser := next(exec, "loser")
+	wantErr(e.t, "UpdateExecution from a stale version", e.s.UpdateExecution(e.ctx, loser), store.ErrConflict)
+	e.wantExec(winner)
+
+	// Skipping ahead is a conflict as well.
+	ahead := winner
+	ahead.Version += 2
+	ahead.Data = []byte("ahead")
+	wantErr(e.t, "UpdateExecution skipping a version", e.s.UpdateExecution(e.ctx, ahead), store.ErrConflict)
+	e.wantExec(winner)
+}
+
+func testExecutionUpdateMissing(e *env) {
+	unknown := next(e.newExec("env1", "alice", "v1"), "v2")
+	wantErr(e.t, "UpdateExecution of an unknown id", e.s.UpdateExecution(e.ctx, unknown), store.ErrNotFound)
+	_, err := e.s.GetExecution(e.ctx, "env1", unknown.ID)
+	wantErr(e.t, "GetExecution after a refused update", err, store.ErrNotFound)
+
+	exec := e.newExec("env1", "alice", "v1")
+	exec.ExpiresAt = e.clock.Now().Add(time.Minute)
+	e.create(exec)
+	e.clock.Advance(time.Minute)
+	upd := next(exec, "v2")
+	upd.ExpiresAt = e.clock.Now().Add(time.Hour)
+	wantErr(e.t, "UpdateExecution of an expired record", e.s.UpdateExecution(e.ctx, upd), store.ErrNotFound)
+	_, err = e.s.GetExecution(e.ctx, "env1", exec.ID)
+	wantErr(e.t, "GetExecution after updating an expired record", err, store.ErrNotFound)
+}
+
+func testCommitEnrollment(e *env) {
+	exec := e.create(e.newExec("env1", "alice", "before"))
+	upd := next(exec, "enrolled")
+	dev := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("device-1")}
+	if err := e.s.CommitEnrollment(e.ctx, upd, dev, 5); err != nil {
+		e.t.Fatalf("CommitEnrollment: %v", err)
+	}
+	e.wantExec(upd)
+	got, err := e.s.GetDevice(e.ctx, "env1", "alice", dev.ID)
+	if err != nil {
+		e.t.Fatalf("GetDevice after commit: %v", err)
+	}
+	if !sameDevice(got, dev) {
+		e.t.Errorf("GetDevice = %s, want %s", fmtDevice(got), fmtDevice(dev))
+	}
+	e.wantDevices("env1", "alice", dev)
+
+	// Without a limit (0) a user may have any number of devices.
+	all := []store.Device{dev}
+	cur := upd
+	for i := range 4 {
+		cur = next(cur, fmt.Sprintf("enrolled-%d", i))
+		d := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte(fmt.Sprintf("device-%d", i))}
+		if err := e.s.CommitEnrollment(e.ctx, cur, d, 0); err != nil {
+			e.t.Fatalf("CommitEnrollment #%d without a limit: %v", i, err)
+		}
+		all = append(all, d)
+	}
+	e.wantExec(cur)
+	e.wantDevices("env1", "alice", all...)
+}
+
+func testCommitEnrollmentStale(e *env) {
+	exec := e.create(e.newExec("env1", "alice", "v1"))
+	winner := next(exec, "winner")
+	if err := e.s.UpdateExecution(e.ctx, winner); err != nil {
+		e.t.Fatalf("UpdateExecution: %v", err)
+	}
+
+	dev := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("d")}
+	wantErr(e.t, "CommitEnrollment from a stale version", e.s.CommitEnrollment(e.ctx, next(exec, "loser"), dev, 5), store.ErrConflict)
+	e.wantExec(winner)
+	_, err := e.s.GetDevice(e.ctx, "env1", "alice", dev.ID)
+	wantErr(e.t, "GetDevice after a refused commit", err, store.ErrNotFound)
+	e.wantDevices("env1", "alice")
+}
+
+func testCommitEnrollmentMissing(e *env) {
+	dev := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("d")}
+	unknown := next(e.newExec("env1", "alice", "v1"), "v2")
+	wantErr(e.t, "CommitEnrollment of an unknown execution", e.s.CommitEnrollment(e.ctx, unknown, dev, 5), store.ErrNotFound)
+	e.wantDevices("env1", "alice")
+
+	exec := e.newExec("env1", "alice", "v1")
+	exec.ExpiresAt = e.clock.Now().Add(time.Minute)
+	e.create(exec)
+	e.clock.Advance(time.Minute)
+	wantErr(e.t, "CommitEnrollment of an expired execution", e.s.CommitEnrollment(e.ctx, next(exec, "v2"), dev, 5), store.ErrNotFound)
+	e.wantDevices("env1", "alice")
+}
+
+func testCommitEnrollmentDeviceLimit(e *env) {
+	const limit = 2
+	var devs []store.Device
+	for i := range limit {
+		exec := e.create(e.newExec("env1", "alice", "v1"))
+		d := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte(fmt.Sprintf("device-%d", i))}
+		if err := e.s.CommitEnrollment(e.ctx, next(exec, "enrolled"), d, limit); err != nil {
+			e.t.Fatalf("CommitEnrollment #%d under the limit: %v", i, err)
+		}
+		devs = append(devs, d)
+	}
+
+	exec := e.create(e.newExec("env1", "alice", "v1"))
+	extra := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("one too many")}
+	wantErr(e.t, "CommitEnrollment over the limit", e.s.CommitEnrollment(e.ctx, next(exec, "enrolled"), extra, limit), store.ErrDeviceLimit)
+	e.wantExec(exec) // the execution was not updated either
+	e.wantDevices("env1", "alice", devs...)
+
+	// Replacing a device the user already has does not grow the registry,
+	// so it is allowed at the limit.
+	replace := devs[0]
+	replace.Data = []byte("re-enrolled")
+	upd := next(exec, "re-enrolled")
+	if err := e.s.CommitEnrollment(e.ctx, upd, replace, limit); err != nil {
+		e.t.Fatalf("CommitEnrollment replacing a device at the limit: %v", err)
+	}
+	e.wantExec(upd)
+	e.wantDevices("env1", "alice", replace, devs[1])
+
+	// The limit is per user.
+	bob := e.create(e.newExec("env1", "bob", "v1"))
+	bobDev := store.Device{EnvID: "env1", UserID: "bob", ID: store.NewID(), Data: []byte("bob's")}
+	if err := e.s.CommitEnrollment(e.ctx, next(bob, "enrolled"), bobDev, limit); err != nil {
+		e.t.Fatalf("CommitEnrollment for another user: %v", err)
+	}
+	e.wantDevices("env1", "bob", bobDev)
+}
+
+// race runs n writers that all start from the same read of one execution and
+// reports, per writer, the error it got.
+func race(n int, write func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = write(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// oneWinner fails unless exactly one writer succeeded and all others got
+// ErrConflict; it returns the winner.
+func oneWinner(t *testing.T, errs []error) int {
+	t.Helper()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("writers %d and %d both won from the same version", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, store.ErrConflict):
+			t.Fatalf("writer %d: got %v, want nil or ErrConflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no writer won: %v", errs)
+	}
+	return winner
+}
+
+func testConcurrentCommits(e *env) {
+	const n = 20
+	exec := e.create(e.newExec("env1", "alice", "v1"))
+	read := e.get("env1", exec.ID)
+
+	execs := make([]store.Execution, n)
+	devs := make([]store.Device, n)
+	for i := range n {
+		execs[i] = next(read, fmt.Sprintf("writer-%d", i))
+		devs[i] = store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte(fmt.Sprintf("device-%d", i))}
+	}
+	errs := race(n, func(i int) error {
+		return e.s.CommitEnrollment(e.ctx, execs[i], devs[i], 10)
+	})
+	w := oneWinner(e.t, errs)
+	e.wantExec(execs[w])
+	e.wantDevices("env1", "alice", devs[w])
+}
+
+func testConcurrentMixedWriters(e *env) {
+	const n = 20
+	exec := e.create(e.newExec("env1", "alice", "v1"))
+	read := e.get("env1", exec.ID)
+
+	execs := make([]store.Execution, n)
+	devs := make([]store.Device, n)
+	for i := range n {
+		// Identical data from every writer: the store must still let only
+		// one of them through.
+		execs[i] = next(read, "same-next-state")
+		devs[i] = store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte(fmt.Sprintf("device-%d", i))}
+	}
+	errs := race(n, func(i int) error {
+		if i%2 == 0 {
+			return e.s.UpdateExecution(e.ctx, execs[i])
+		}
+		return e.s.CommitEnrollment(e.ctx, execs[i], devs[i], 10)
+	})
+	w := oneWinner(e.t, errs)
+	e.wantExec(execs[w])
+	if w%2 == 0 {
+		e.wantDevices("env1", "alice") // an update won: no device at all
+	} else {
+		e.wantDevices("env1", "alice", devs[w])
+	}
+}
+
+// enroll puts a device into the registry the only way the interface allows
+// creating one: by committing an enrollment.
+func (e *env) enroll(envID, user, data string) store.Device {
+	e.t.Helper()
+	exec := e.create(e.newExec(envID, user, "start"))
+	d := store.Device{EnvID: envID, UserID: user, ID: store.NewID(), Data: []byte(data)}
+	if err := e.s.CommitEnrollment(e.ctx, next(exec, "done"), d, 0); err != nil {
+		e.t.Fatalf("CommitEnrollment(%s/%s): %v", envID, user, err)
+	}
+	return d
+}
+
+func testDevices(e *env) {
+	e.wantDevices("env1", "alice") // empty registry: no error, no devices
+
+	a := e.enroll("env1", "alice", "a")
+	b := e.enroll("env1", "alice", "b")
+	c := e.enroll("env1", "alice", "c")
+	e.wantDevices("env1", "alice", a, b, c)
+
+	got, err := e.s.GetDevice(e.ctx, "env1", "alice", b.ID)
+	if err != nil {
+		e.t.Fatalf("GetDevice: %v", err)
+	}
+	if !sameDevice(got, b) {
+		e.t.Errorf("GetDevice = %s, want %s", fmtDevice(got), fmtDevice(b))
+	}
+	got.Data[0] = 'X' // the caller's copy, not the store's
+	e.wantDevices("env1", "alice", a, b, c)
+	_, err = e.s.GetDevice(e.ctx, "env1", "alice", store.NewID())
+	wantErr(e.t, "GetDevice of an unknown id", err, store.ErrNotFound)
+
+	// PutDevice replaces existing devices only.
+	b.Data = []byte("b, renamed")
+	if err := e.s.PutDevice(e.ctx, b); err != nil {
+		e.t.Fatalf("PutDevice of an existing device: %v", err)
+	}
+	ghost := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("ghost")}
+	wantErr(e.t, "PutDevice of an unknown device", e.s.PutDevice(e.ctx, ghost), store.ErrNotFound)
+	e.wantDevices("env1", "alice", a, b, c)
+
+	if err := e.s.DeleteDevice(e.ctx, "env1", "alice", a.ID); err != nil {
+		e.t.Fatalf("DeleteDevice: %v", err)
+	}
+	_, err = e.s.GetDevice(e.ctx, "env1", "alice", a.ID)
+	wantErr(e.t, "GetDevice after delete", err, store.ErrNotFound)
+	wantErr(e.t, "DeleteDevice twice", e.s.DeleteDevice(e.ctx, "env1", "alice", a.ID), store.ErrNotFound)
+	wantErr(e.t, "DeleteDevice of an unknown id", e.s.DeleteDevice(e.ctx, "env1", "alice", store.NewID()), store.ErrNotFound)
+	wantErr(e.t, "PutDevice of a deleted device", e.s.PutDevice(e.ctx, a), store.ErrNotFound)
+	e.wantDevices("env1", "alice", b, c)
+
+	for _, d := range []store.Device{b, c} {
+		if err := e.s.DeleteDevice(e.ctx, "env1", "alice", d.ID); err != nil {
+			e.t.Fatalf("DeleteDevice: %v", err)
+		}
+	}
+	e.wantDevices("env1", "alice")
+}
+
+func testDevicesIsolation(e *env) {
+	alice1 := e.enroll("env1", "alice", "alice in env1")
+	bob1 := e.enroll("env1", "bob", "bob in env1")
+	alice2 := e.enroll("env2", "alice", "alice in env2")
+	// Ids that would collide if a backend joined env and user naively.
+	odd := e.enroll("env1:alice", "x", "odd env")
+	e.wantDevices("env1", "alice", alice1)
+	e.wantDevices("env1", "bob", bob1)
+	e.wantDevices("env2", "alice", alice2)
+	e.wantDevices("env1:alice", "x", odd)
+	e.wantDevices("env1", "alice:x")
+
+	// A device is only reachable under its own env and user.
+	for _, k := range [][2]string{{"env1", "bob"}, {"env2", "alice"}, {"env3", "alice"}} {
+		_, err := e.s.GetDevice(e.ctx, k[0], k[1], alice1.ID)
+		wantErr(e.t, fmt.Sprintf("GetDevice(%s, %s) of alice's env1 device", k[0], k[1]), err, store.ErrNotFound)
+		wantErr(e.t, fmt.Sprintf("DeleteDevice(%s, %s) of alice's env1 device", k[0], k[1]),
+			e.s.DeleteDevice(e.ctx, k[0], k[1], alice1.ID), store.ErrNotFound)
+		moved := alice1
+		moved.EnvID, moved.UserID = k[0], k[1]
+		wantErr(e.t, fmt.Sprintf("PutDevice(%s, %s) of alice's env1 device", k[0], k[1]),
+			e.s.PutDevice(e.ctx, moved), store.ErrNotFound)
+	}
+	e.wantDevices("env1", "alice", alice1)
+
+	if err := e.s.DeleteDevice(e.ctx, "env1", "alice", alice1.ID); err != nil {
+		e.t.Fatalf("DeleteDevice: %v", err)
+	}
+	e.wantDevices("env1", "alice")
+	e.wantDevices("env1", "bob", bob1)
+	e.wantDevices("env2", "alice", alice2)
+}
+
+func (e *env) wantFlows(envID string, want ...store.Flow) {
+	e.t.Helper()
+	got, err := e.s.ListFlows(e.ctx, envID)
+	if err != nil {
+		e.t.Fatalf("ListFlows(%s): %v", envID, err)
+	}
+	if len(got) != len(want) {
+		e.t.Fatalf("ListFlows(%s) returned %d flows, want %d: %v", envID, len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i].EnvID != want[i].EnvID || got[i].ID != want[i].ID || !bytes.Equal(got[i].Data, want[i].Data) {
+			e.t.Errorf("ListFlows(%s)[%d] = {%s %s %q}, want {%s %s %q} (sorted by id)", envID, i,
+				got[i].EnvID, got[i].ID, got[i].Data, want[i].EnvID, want[i].ID, want[i].Data)
+		}
+	}
+}
+
+func (e *env) putFlow(f store.Flow, onlyIfAbsent, wantCreated bool) {
+	e.t.Helper()
+	created, err := e.s.PutFlow(e.ctx, f, onlyIfAbsent)
+	if err != nil {
+		e.t.Fatalf("PutFlow(%s, onlyIfAbsent=%v): %v", f.ID, onlyIfAbsent, err)
+	}
+	if created != wantCreated {
+		e.t.Errorf("PutFlow(%s, onlyIfAbsent=%v) created = %v, want %v", f.ID, onlyIfAbsent, created, wantCreated)
+	}
+}
+
+func testFlows(e *env) {
+	e.wantFlows("env1")
+
+	b := store.Flow{EnvID: "env1", ID: "signup", Data: []byte(`{"v":1}`)}
+	a := store.Flow{EnvID: "env1", ID: "login", Data: []byte(`{"v":1}`)}
+	c := store.Flow{EnvID: "env1", ID: "recover", Data: []byte(`{"v":1}`)}
+	e.putFlow(b, false, true)
+	e.putFlow(a, true, true)
+	e.putFlow(c, false, true)
+	e.wantFlows("env1", a, c, b)
+
+	got, err := e.s.GetFlow(e.ctx, "env1", "signup")
+	if err != nil {
+		e.t.Fatalf("GetFlow: %v", err)
+	}
+	if got.EnvID != "env1" || got.ID != "signup" || !bytes.Equal(got.Data, b.Data) {
+		e.t.Errorf("GetFlow = {%s %s %q}, want {%s %s %q}", got.EnvID, got.ID, got.Data, b.EnvID, b.ID, b.Data)
+	}
+	_, err = e.s.GetFlow(e.ctx, "env1", "nope")
+	wantErr(e.t, "GetFlow of an unknown id", err, store.ErrNotFound)
+
+	// Replace reports created=false and replaces.
+	b.Data = []byte(`{"v":2}`)
+	e.putFlow(b, false, false)
+	// onlyIfAbsent never replaces.
+	e.putFlow(store.Flow{EnvID: "env1", ID: "signup", Data: []byte(`{"v":3}`)}, true, false)
+	e.wantFlows("env1", a, c, b)
+
+	// Flows are per environment.
+	other := store.Flow{EnvID: "env2", ID: "signup", Data: []byte(`{"env":2}`)}
+	e.putFlow(other, true, true)
+	e.wantFlows("env2", other)
+	e.wantFlows("env1", a, c, b)
+	_, err = e.s.GetFlow(e.ctx, "env3", "signup")
+	wantErr(e.t, "GetFlow from another env", err, store.ErrNotFound)
+
+	if err := e.s.DeleteFlow(e.ctx, "env1", "login"); err != nil {
+		e.t.Fatalf("DeleteFlow: %v", err)
+	}
+	_, err = e.s.GetFlow(e.ctx, "env1", "login")
+	wantErr(e.t, "GetFlow after delete", err, store.ErrNotFound)
+	wantErr(e.t, "DeleteFlow twice", e.s.DeleteFlow(e.ctx, "env1", "login"), store.ErrNotFound)
+	wantErr(e.t, "DeleteFlow from another env", e.s.DeleteFlow(e.ctx, "env3", "signup"), store.ErrNotFound)
+	e.wantFlows("env1", c, b)
+	e.wantFlows("env2", other)
+
+	// A deleted flow can be created again.
+	e.putFlow(a, true, true)
+	e.wantFlows("env1", a, c, b)
+}
