@@ -2,7 +2,7 @@
 GO       ?= go
 BIN      := bin/enrollflow
 PKGS     := ./...
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 20s
 
 .PHONY: run build test bench bench-go bench-load lint fuzz clean

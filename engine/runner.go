@@ -220,7 +220,14 @@ func (r *Runner) enterStep(ctx context.Context, env *Environment, x *Execution, 
 		return r.fail(x, fmt.Sprintf("step %s has unknown type %q", stepID, sd.Type))
 	}
 	input := resolveInput(sd.Input, x.Inputs, x.Results)
-	if details := st.ValidateInput(input); len(details) > 0 {
+	details := st.ValidateInput(input)
+	if uid, ok := Lookup(input, "user", "id").(string); ok && uid != x.UserID {
+		// An execution serves one user: its records live in that user's
+		// partition, so a step may not switch to another user.
+		details = append(details, ErrorDetail{Code: DetailInvalidValue, Target: "user.id",
+			Message: "a step's user.id must be the execution's user (inputs.user.id)"})
+	}
+	if len(details) > 0 {
 		if inputPrefix != "" {
 			for i := range details {
 				details[i].Target = inputPrefix + details[i].Target

@@ -145,6 +145,7 @@ func serve(args []string) error {
 
 	var st store.Store
 	if o.redisURL != "" {
+		redis.RouteLogs(log)
 		rs, err := redis.Open(o.redisURL, nil)
 		if err != nil {
 			return fmt.Errorf("--redis-url: %w", err)
