@@ -28,12 +28,16 @@ type Config struct {
 	// RateLimit is the requests per second one client address may make to
 	// the flow execution endpoints (burst: twice that); 0 disables it.
 	RateLimit float64
+	// CORSOrigins are the browser origins allowed to call the API
+	// (scheme://host[:port]); none by default.
+	CORSOrigins []string
 }
 
 // Server is the API's http.Handler.
 type Server struct {
 	cfg     Config
 	router  *mux.Router
+	handler http.Handler // the router inside its middleware
 	limiter *limiter
 }
 
@@ -76,12 +80,13 @@ func New(cfg Config) *Server {
 		s.writeError(w, req, &engine.Error{Status: http.StatusMethodNotAllowed, Code: engine.CodeMethodNotAllowed,
 			Message: "Method " + req.Method + " is not allowed on " + req.URL.Path})
 	})
+	s.handler = s.observe(s.cors(s.limitBody(s.router)))
 	return s
 }
 
 // ServeHTTP runs the middleware chain around the router.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.observe(s.limitBody(s.router)).ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // environment resolves {envID}, writing a 404 when unknown.

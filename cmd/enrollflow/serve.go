@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,9 +32,9 @@ import (
 
 // serveOptions are serve's flags; each has an ENROLLFLOW_* equivalent.
 type serveOptions struct {
-	listen, redisURL, configPath, outbox, logLevel, logFormat, publicURL string
-	ttl                                                                  time.Duration
-	rateLimit                                                            float64
+	listen, redisURL, configPath, outbox, logLevel, logFormat, publicURL, corsOrigins string
+	ttl                                                                               time.Duration
+	rateLimit                                                                         float64
 }
 
 func envOr(name, def string) string {
@@ -53,6 +54,7 @@ func parseServeFlags(args []string) (serveOptions, error) {
 	fs.StringVar(&o.logLevel, "log-level", envOr("ENROLLFLOW_LOG_LEVEL", "info"), "debug, info, warn or error (ENROLLFLOW_LOG_LEVEL)")
 	fs.StringVar(&o.logFormat, "log-format", envOr("ENROLLFLOW_LOG_FORMAT", ""), "json or console; default console on a terminal, else json (ENROLLFLOW_LOG_FORMAT)")
 	fs.StringVar(&o.publicURL, "public-url", envOr("ENROLLFLOW_PUBLIC_URL", ""), "base URL for links, e.g. https://mfa.example.com; empty: from each request's Host (ENROLLFLOW_PUBLIC_URL)")
+	fs.StringVar(&o.corsOrigins, "cors-origins", envOr("ENROLLFLOW_CORS_ORIGINS", ""), "comma-separated browser origins allowed to call the API, e.g. https://app.example.com; empty: none (ENROLLFLOW_CORS_ORIGINS)")
 	ttl, err := time.ParseDuration(envOr("ENROLLFLOW_EXECUTION_TTL", "15m"))
 	if err != nil {
 		return o, fmt.Errorf("ENROLLFLOW_EXECUTION_TTL: %w", err)
@@ -171,21 +173,13 @@ func serve(args []string) error {
 	})
 	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs, engine.Options{TTL: o.ttl})
 
-	// Seed the configured flows; flows already in the store (edited through
-	// the API) are kept.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	for _, env := range envs {
-		for i := range flows[env.ID] {
-			if _, err := runner.SaveFlow(ctx, env, &flows[env.ID][i], true); err != nil {
-				cancel()
-				return fmt.Errorf("environment %s: flows[%d] (%s): %w", env.ID, i, flows[env.ID][i].ID, err)
-			}
-		}
+	if err := seedFlows(runner, envs, flows, log); err != nil {
+		return err
 	}
-	cancel()
 
 	srv := &http.Server{
-		Handler:           hal.New(hal.Config{Runner: runner, Store: st, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit}),
+		Handler: hal.New(hal.Config{Runner: runner, Store: st, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
+			CORSOrigins: splitList(o.corsOrigins)}),
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 16 << 10,
 	}
@@ -236,4 +230,47 @@ Start an enrollment:
 Passcodes are written to %s
 
 `, addr, config.DemoEnvironmentID, key, config.DemoFlowID, outbox)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// seedFlows writes the configured flows to the store where absent (flows
+// edited through the API are kept). A store that is not reachable yet, as
+// when Redis starts after the nodes, is retried for up to 30 s.
+func seedFlows(runner *engine.Runner, envs []*engine.Environment, flows map[string][]engine.Flow, log zerolog.Logger) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for attempt := 1; ; attempt++ {
+		err := trySeedFlows(runner, envs, flows)
+		if err == nil {
+			return nil
+		}
+		if engine.AsError(err).Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return err
+		}
+		log.Warn().Err(err).Int("attempt", attempt).Msg("store not reachable yet; retrying")
+		time.Sleep(time.Second)
+	}
+}
+
+func trySeedFlows(runner *engine.Runner, envs []*engine.Environment, flows map[string][]engine.Flow) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, env := range envs {
+		for i := range flows[env.ID] {
+			f := flows[env.ID][i]
+			if _, err := runner.SaveFlow(ctx, env, &f, true); err != nil {
+				return fmt.Errorf("environment %s: flows[%d] (%s): %w", env.ID, i, f.ID, err)
+			}
+		}
+	}
+	return nil
 }
