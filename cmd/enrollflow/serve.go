@@ -103,7 +103,15 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(o.logLevel, o.logFormat, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return runServe(ctx, o, os.Stdout, os.Stderr, nil)
+}
+
+// runServe serves until ctx ends, then shuts down gracefully. ready, when
+// set, learns the listening address (tests listen on port 0).
+func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready func(addr string)) error {
+	log, err := newLogger(o.logLevel, o.logFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -193,11 +201,12 @@ func serve(args []string) error {
 	}
 	log.Info().Str("listen", ln.Addr().String()).Str("store", storeName).Str("outbox", outbox.Dir()).Msg("enrollflow serving")
 	if o.configPath == "" {
-		printDemoBanner(ln.Addr().String(), generatedKey, outbox.Dir())
+		printDemoBanner(stdout, ln.Addr().String(), generatedKey, outbox.Dir())
+	}
+	if ready != nil {
+		ready(ln.Addr().String())
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -216,13 +225,13 @@ func serve(args []string) error {
 
 // printDemoBanner tells a person on a fresh machine how to begin. The key
 // is printed only when this process generated it.
-func printDemoBanner(addr, generatedKey, outbox string) {
+func printDemoBanner(out io.Writer, addr, generatedKey, outbox string) {
 	key := "$ENROLLFLOW_API_KEY"
 	if generatedKey != "" {
 		key = generatedKey
-		fmt.Fprintf(os.Stdout, "\nAPI key of environment %q (generated, shown once): %s\n", config.DemoEnvironmentID, generatedKey)
+		fmt.Fprintf(out, "\nAPI key of environment %q (generated, shown once): %s\n", config.DemoEnvironmentID, generatedKey)
 	}
-	fmt.Fprintf(os.Stdout, `
+	fmt.Fprintf(out, `
 Start an enrollment:
   curl -s -X POST http://%s/%s/flowExecutions \
     -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \

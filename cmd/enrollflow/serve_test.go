@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/enrollflow/enrollflow/store/redis/redistest"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type node struct {
+	base           string
+	stdout, stderr *syncBuffer
+	stop           func() error
+}
+
+// startNode runs `enrollflow serve` in-process on a free port, exactly as
+// main does but for the signal handling.
+func startNode(t *testing.T, args ...string) *node {
+	t.Helper()
+	o, err := parseServeFlags(append([]string{"--listen", "127.0.0.1:0", "--log-format", "json"}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, o, n.stdout, n.stderr, func(a string) { addr <- a }) }()
+	select {
+	case a := <-addr:
+		n.base = "http://" + a
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve exited at start: %v\n%s", err, n.stderr)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("serve did not start listening within 10 s")
+	}
+	var once sync.Once
+	var stopErr error
+	n.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(10 * time.Second):
+				stopErr = fmt.Errorf("serve did not shut down within 10 s")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = n.stop() })
+	return n
+}
+
+func call(t *testing.T, method, url, contentType, body string, header ...string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return resp.StatusCode, m
+}
+
+var sixDigits = regexp.MustCompile(`\b\d{6}\b`)
+
+// passcodeFromOutbox waits for the development channel's file for
+// recipient and returns the passcode in its body.
+func passcodeFromOutbox(t *testing.T, dir, recipient string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+		for _, f := range files {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			var msg struct{ Recipient, Channel, Subject, Body string }
+			if json.Unmarshal(raw, &msg) == nil && msg.Recipient == recipient {
+				if msg.Channel != "EMAIL" || msg.Subject == "" {
+					t.Fatalf("outbox message %s: channel %q subject %q", f, msg.Channel, msg.Subject)
+				}
+				if code := sixDigits.FindString(msg.Body); code != "" {
+					return code
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no outbox message for %s in %s", recipient, dir)
+	return ""
+}
+
+// enrollByEmail walks the README's curl walkthrough against a node.
+func enrollByEmail(t *testing.T, startOn, actOn *node, key, outbox, user string) {
+	t.Helper()
+	email := user + "@example.com"
+	status, x := call(t, "POST", startOn.base+"/demo/flowExecutions", "application/json",
+		fmt.Sprintf(`{"flow":{"id":"mfa-enrollment"},"inputs":{"user":{"id":%q,"email":%q}}}`, user, email),
+		"Authorization", "Bearer "+key)
+	if status != 201 || x["status"] != "DEVICE_ENROLLMENT_REQUIRED" {
+		t.Fatalf("start: %d %v", status, x)
+	}
+	url := actOn.base + "/demo/flowExecutions/" + x["id"].(string)
+	status, x = call(t, "POST", url, "application/vnd.pingidentity.device.create+json", `{"type":"EMAIL"}`)
+	if status != 200 || x["status"] != "ACTIVATION_REQUIRED" {
+		t.Fatalf("device.create: %d %v", status, x)
+	}
+	code := passcodeFromOutbox(t, outbox, email)
+	status, x = call(t, "POST", url, "application/vnd.pingidentity.device.activate+json", fmt.Sprintf(`{"otp":%q}`, code))
+	if status != 200 || x["status"] != "COMPLETED" {
+		t.Fatalf("device.activate: %d %v", status, x)
+	}
+	status, list := call(t, "GET", startOn.base+"/environments/demo/users/"+user+"/devices", "", "", "Authorization", "Bearer "+key)
+	if status != 200 || list["count"] != float64(1) {
+		t.Fatalf("devices: %d %v", status, list)
+	}
+	for _, n := range []*node{startOn, actOn} {
+		if strings.Contains(n.stderr.String(), code) || strings.Contains(n.stderr.String(), email) {
+			t.Fatalf("the log holds the passcode or the address:\n%s", n.stderr)
+		}
+	}
+}
+
+func TestServeMemoryDemoWalkthrough(t *testing.T) {
+	const key = "walkthrough-key-0123456789"
+	t.Setenv("ENROLLFLOW_API_KEY", key)
+	t.Setenv("ENROLLFLOW_SECRET", "")
+	outbox := t.TempDir()
+	n := startNode(t, "--outbox", outbox)
+
+	if status, body := call(t, "GET", n.base+"/healthz", "", ""); status != 200 || body["status"] != "UP" {
+		t.Fatalf("healthz: %d %v", status, body)
+	}
+	if status, _ := call(t, "GET", n.base+"/readyz", "", ""); status != 200 {
+		t.Fatalf("readyz: %d", status)
+	}
+	if !strings.Contains(n.stdout.String(), n.base+"/demo/flowExecutions") {
+		t.Fatalf("the banner does not say where to start:\n%s", n.stdout)
+	}
+	enrollByEmail(t, n, n, key, outbox, "walker")
+	if err := n.stop(); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+}
+
+func TestServeGeneratesAndPrintsAPIKey(t *testing.T) {
+	t.Setenv("ENROLLFLOW_API_KEY", "")
+	os.Unsetenv("ENROLLFLOW_API_KEY")
+	n := startNode(t, "--outbox", t.TempDir())
+	m := regexp.MustCompile(`\(generated, shown once\): (\S+)`).FindStringSubmatch(n.stdout.String())
+	if m == nil {
+		t.Fatalf("no generated key in the banner:\n%s", n.stdout)
+	}
+	if status, _ := call(t, "GET", n.base+"/environments/demo/flows", "", "", "Authorization", "Bearer "+m[1]); status != 200 {
+		t.Fatalf("the printed key is refused: %d", status)
+	}
+	if strings.Contains(n.stderr.String(), m[1]) {
+		t.Fatal("the API key was logged")
+	}
+}
+
+func TestServeRedisRequiresSecret(t *testing.T) {
+	t.Setenv("ENROLLFLOW_SECRET", "")
+	o, err := parseServeFlags([]string{"--listen", "127.0.0.1:0", "--redis-url", "redis://127.0.0.1:1/0", "--outbox", t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = runServe(context.Background(), o, io.Discard, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "ENROLLFLOW_SECRET is required") {
+		t.Fatalf("want a refusal naming ENROLLFLOW_SECRET, got %v", err)
+	}
+}
+
+// TestServeTwoNodesOneRedis is the README's "several nodes" section: start
+// on one node, act through the other.
+func TestServeTwoNodesOneRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	const key = "two-nodes-key-0123456789"
+	t.Setenv("ENROLLFLOW_API_KEY", key)
+	t.Setenv("ENROLLFLOW_SECRET", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	outbox := t.TempDir()
+	a := startNode(t, "--redis-url", srv.URL(), "--outbox", outbox)
+	b := startNode(t, "--redis-url", srv.URL(), "--outbox", outbox)
+	enrollByEmail(t, a, b, key, outbox, "roamer")
+}
+
+func TestServeFlagValidation(t *testing.T) {
+	for _, args := range [][]string{
+		{"--execution-ttl", "10s"},
+		{"--rate-limit", "-1"},
+		{"--no-such-flag"},
+	} {
+		if _, err := parseServeFlags(args); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+	o, err := parseServeFlags([]string{"--log-level", "loud"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runServe(context.Background(), o, io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("bad log level: %v", err)
+	}
+}
