@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 )
@@ -84,9 +86,12 @@ func resolveInput(input map[string]any, flowInputs map[string]any, outputs map[s
 		switch v := v.(type) {
 		case map[string]any:
 			out := make(map[string]any, len(v))
-			for k, x := range v {
-				// Dotted keys ("user.id") mean the same as nesting.
-				setPath(out, strings.Split(k, "."), eval(x))
+			// Dotted keys ("user.id") mean the same as nesting. Keys are
+			// taken in order so that a dotted key and an object naming the
+			// same place merge the same way every time (the more specific
+			// "user.id" after "user").
+			for _, k := range sortedKeys(v) {
+				setPath(out, strings.Split(k, "."), eval(v[k]))
 			}
 			return out
 		case []any:
@@ -100,11 +105,7 @@ func resolveInput(input map[string]any, flowInputs map[string]any, outputs map[s
 				return lookupExpr(v[m[2]:m[3]], flowInputs, outputs)
 			}
 			return exprPattern.ReplaceAllStringFunc(v, func(e string) string {
-				val := lookupExpr(e[2:len(e)-1], flowInputs, outputs)
-				if val == nil {
-					return ""
-				}
-				return fmt.Sprint(val)
+				return text(lookupExpr(e[2:len(e)-1], flowInputs, outputs))
 			})
 		}
 		return v
@@ -112,15 +113,56 @@ func resolveInput(input map[string]any, flowInputs map[string]any, outputs map[s
 	return eval(input).(map[string]any)
 }
 
+// lookupExpr returns a copy of the referenced value, so that the resolved
+// input never shares maps or slices with the flow inputs or a step's
+// outputs (a mapping that sets "user.id" after taking "user" whole must not
+// write through into the inputs).
 func lookupExpr(expr string, flowInputs map[string]any, outputs map[string]StepResult) any {
 	root, stepID, path, err := parseExpr(expr)
 	if err != nil {
 		return nil
 	}
 	if root == "flow" {
-		return Lookup(flowInputs, path...)
+		return deepCopy(Lookup(flowInputs, path...))
 	}
-	return Lookup(outputs[stepID].Outputs, path...)
+	return deepCopy(Lookup(outputs[stepID].Outputs, path...))
+}
+
+func deepCopy(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = deepCopy(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = deepCopy(x)
+		}
+		return out
+	}
+	return v
+}
+
+// text renders a value interpolated into a string as its JSON text
+// (12345678, not 1.2345678e+07; {"a":"b"}, not map[a:b]); strings, and
+// string-kinded types, as themselves; a missing value as "".
+func text(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.String {
+		return rv.String()
+	}
+	if b, err := json.Marshal(v); err == nil {
+		return string(b)
+	}
+	return fmt.Sprint(v)
 }
 
 // Lookup follows a path through nested maps, accepting both nesting
@@ -146,6 +188,8 @@ func Lookup(m map[string]any, path ...string) any {
 	return nil
 }
 
+// setPath sets v at path, creating objects on the way; an object set where
+// an object already is merges into it.
 func setPath(m map[string]any, path []string, v any) {
 	for _, p := range path[:len(path)-1] {
 		sub, ok := m[p].(map[string]any)
@@ -155,5 +199,14 @@ func setPath(m map[string]any, path []string, v any) {
 		}
 		m = sub
 	}
-	m[path[len(path)-1]] = v
+	last := path[len(path)-1]
+	if old, ok := m[last].(map[string]any); ok {
+		if nv, ok := v.(map[string]any); ok {
+			for _, k := range sortedKeys(nv) {
+				setPath(old, []string{k}, nv[k])
+			}
+			return
+		}
+	}
+	m[last] = v
 }

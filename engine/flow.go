@@ -71,7 +71,13 @@ func (f *Flow) Validate(env *Environment, steps *StepRegistry) error {
 			continue
 		}
 		for _, d := range st.ValidateConfig(env, sd.Configuration) {
-			d.Target = at + ".configuration." + d.Target
+			// A problem with the configuration as a whole has no target of
+			// its own: name the configuration, not "configuration.".
+			if d.Target == "" {
+				d.Target = at + ".configuration"
+			} else {
+				d.Target = at + ".configuration." + d.Target
+			}
 			details = append(details, d)
 		}
 		for _, result := range sortedKeys(sd.Outlets) {

@@ -259,7 +259,11 @@ func (r *Runner) apply(ctx context.Context, env *Environment, x *Execution, out 
 	if x.Results == nil {
 		x.Results = map[string]StepResult{}
 	}
-	x.Results[x.StepID] = StepResult{Type: x.StepType, Result: out.Result, Outputs: out.Outputs}
+	outputs, err := asJSON(out.Outputs)
+	if err != nil {
+		return AsError(fmt.Errorf("step %s: outputs: %w", x.StepID, err))
+	}
+	x.Results[x.StepID] = StepResult{Type: x.StepType, Result: out.Result, Outputs: outputs}
 	next := x.Outlets[out.Result].Next
 	if next == "" {
 		x.StepID, x.StepType, x.StepInput, x.StepConfig, x.Outlets, x.State = "", "", nil, nil, nil, nil
@@ -274,6 +278,25 @@ func (r *Runner) apply(ctx context.Context, env *Environment, x *Execution, out 
 		return err
 	}
 	return r.enterStep(ctx, env, x, flow, next, after, "")
+}
+
+// asJSON gives outputs the plain JSON types (string, float64, map, slice)
+// they have once the execution is saved and loaded again, so the next step
+// sees the same values whether it starts in this request or a later one (a
+// step may return typed values such as mfa.DeviceType).
+func asJSON(m map[string]any) (map[string]any, error) {
+	if m == nil {
+		return nil, nil
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]any
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // fail ends the execution FAILED; the reason is shown to the client.

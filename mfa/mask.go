@@ -1,15 +1,22 @@
 package mfa
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // MaskEmail keeps the first character of the local part and the domain:
 // "jane.doe@example.com" -> "j*******@example.com".
+// Characters, not bytes, are kept and counted: a local part may be UTF-8
+// ("élodie@..."), and cutting a character in half would make the result
+// invalid UTF-8.
 func MaskEmail(addr string) string {
 	at := strings.LastIndexByte(addr, '@')
 	if at <= 0 {
-		return strings.Repeat("*", len(addr))
+		return strings.Repeat("*", utf8.RuneCountInString(addr))
 	}
-	return addr[:1] + strings.Repeat("*", at-1) + addr[at:]
+	_, first := utf8.DecodeRuneInString(addr)
+	return addr[:first] + strings.Repeat("*", utf8.RuneCountInString(addr[first:at])) + addr[at:]
 }
 
 // MaskPhone keeps the leading "+" and country digit and the last four digits.

@@ -214,8 +214,13 @@ func (p *Policy) Validate() error {
 	if strings.TrimSpace(p.ID) == "" {
 		return fmt.Errorf("id: required")
 	}
-	for name, t := range map[string]DeviceType{"email": Email, "sms": SMS, "voice": Voice} {
-		o := p.OTPMethodFor(t).OTP
+	// In a fixed order, so that a policy with several problems always
+	// reports the same one.
+	for _, m := range []struct {
+		name string
+		t    DeviceType
+	}{{"sms", SMS}, {"voice", Voice}, {"email", Email}} {
+		name, o := m.name, p.OTPMethodFor(m.t).OTP
 		if o.OTPLength < 6 || o.OTPLength > 10 {
 			return fmt.Errorf("%s.otp.otpLength: must be between 6 and 10", name)
 		}

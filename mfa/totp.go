@@ -3,6 +3,7 @@ package mfa
 import (
 	"crypto/subtle"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pquerna/otp"
@@ -34,11 +35,16 @@ func NewTOTPKey(issuer, account string) (TOTPKey, error) {
 	return TOTPKey{Secret: key.Secret(), URI: key.URL()}, nil
 }
 
-// SecretFromURI reads the secret back out of an otpauth:// URI.
+// SecretFromURI reads the secret back out of an otpauth://totp/ URI. Any
+// other text is an error: otp.NewKeyFromURL accepts nearly anything and
+// would yield an empty secret, whose codes anyone can compute.
 func SecretFromURI(uri string) (string, error) {
 	key, err := otp.NewKeyFromURL(uri)
 	if err != nil {
 		return "", err
+	}
+	if !strings.HasPrefix(strings.ToLower(strings.TrimSpace(uri)), "otpauth://") || key.Type() != "totp" || key.Secret() == "" {
+		return "", fmt.Errorf("mfa: not an otpauth://totp/ URI with a secret")
 	}
 	return key.Secret(), nil
 }

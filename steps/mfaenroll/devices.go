@@ -170,7 +170,7 @@ func (s *Step) activate(r *run, p *actions.ActivateDevice) (*engine.Outcome, err
 	if p.OTP == "" {
 		return nil, invalid("otp", engine.DetailRequired, "is required")
 	}
-	if !digitsOnly(p.OTP) || len(p.OTP) > 10 {
+	if !digitsOnly(p.OTP) || len(p.OTP) < 6 || len(p.OTP) > 10 {
 		return nil, invalid("otp", engine.DetailInvalidValue, "must be 6 to 10 digits")
 	}
 	now := r.sc.Now

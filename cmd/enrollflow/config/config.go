@@ -150,15 +150,25 @@ func (f File) Build() ([]*engine.Environment, map[string][]engine.Flow, error) {
 // least 32 bytes once decoded.
 func ParseSecret(s string) ([]byte, error) {
 	s = strings.TrimSpace(s)
+	tooShort := fmt.Errorf("must be at least 32 random bytes, base64 or hex encoded (try: openssl rand -base64 32)")
+	// Text that is hex is read as hex only: a hex secret that is too short
+	// must be refused, not reread as base64 (which would turn its 62
+	// characters into 46 bytes that are not the secret the operator meant).
+	if b, err := hex.DecodeString(s); err == nil {
+		if len(b) < 32 {
+			return nil, tooShort
+		}
+		return b, nil
+	}
 	for _, dec := range []func(string) ([]byte, error){
-		hex.DecodeString, base64.StdEncoding.DecodeString, base64.RawStdEncoding.DecodeString,
+		base64.StdEncoding.DecodeString, base64.RawStdEncoding.DecodeString,
 		base64.URLEncoding.DecodeString, base64.RawURLEncoding.DecodeString,
 	} {
 		if b, err := dec(s); err == nil && len(b) >= 32 {
 			return b, nil
 		}
 	}
-	return nil, fmt.Errorf("must be at least 32 random bytes, base64 or hex encoded (try: openssl rand -base64 32)")
+	return nil, tooShort
 }
 
 // RandomToken returns n random bytes, URL-safe base64 encoded.

@@ -1,0 +1,263 @@
+package delivery_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/enrollflow/enrollflow/delivery"
+)
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func readOutbox(t *testing.T, dir string) (msgs map[string]delivery.Message, others []string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = map[string]delivery.Message{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			others = append(others, e.Name())
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m delivery.Message
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("%s is not a message: %v\n%s", e.Name(), err, data)
+		}
+		msgs[e.Name()] = m
+	}
+	return msgs, others
+}
+
+func TestOutboxWritesOneFilePerMessage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nested", "outbox")
+	var logs syncBuffer
+	ob, err := delivery.NewOutbox(dir, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ob.Dir() != dir {
+		t.Fatalf("Dir = %q", ob.Dir())
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("outbox dir: %v %v (must not be readable by others)", fi.Mode(), err)
+	}
+	const otp = "493817"
+	msg := delivery.PairingMessage("env1", delivery.Email, "jane@example.com", "en-GB", otp)
+	if err := ob.Send(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	msgs, others := readOutbox(t, dir)
+	if len(others) != 0 {
+		t.Fatalf("leftover files: %v", others)
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("%d files, want 1", len(msgs))
+	}
+	for name, got := range msgs {
+		if got != msg {
+			t.Fatalf("file %s = %+v, want %+v", name, got, msg)
+		}
+		if got.Recipient != "jane@example.com" || got.Method != delivery.Email || got.Subject == "" || !strings.Contains(got.Body, otp) {
+			t.Fatalf("message = %+v", got)
+		}
+		if !strings.Contains(name, "-email-") {
+			t.Errorf("file name %q does not name the channel", name)
+		}
+		fi, _ := os.Stat(filepath.Join(dir, name))
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("message file mode %v is readable by others", fi.Mode())
+		}
+		// The JSON uses the documented names.
+		raw, _ := os.ReadFile(filepath.Join(dir, name))
+		var fields map[string]any
+		_ = json.Unmarshal(raw, &fields)
+		for _, k := range []string{"environmentId", "channel", "recipient", "locale", "subject", "body"} {
+			if _, ok := fields[k]; !ok {
+				t.Errorf("file lacks %q: %s", k, raw)
+			}
+		}
+	}
+	log := logs.String()
+	if !strings.Contains(log, "message written to outbox") || !strings.Contains(log, `"channel":"EMAIL"`) {
+		t.Fatalf("log = %q", log)
+	}
+	if strings.Contains(log, otp) || strings.Contains(log, "jane@example.com") {
+		t.Fatalf("the log line reveals the passcode or recipient: %q", log)
+	}
+}
+
+func TestOutboxConcurrentSends(t *testing.T) {
+	dir := t.TempDir()
+	var logs syncBuffer
+	ob, err := delivery.NewOutbox(dir, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	methods := []delivery.Method{delivery.Email, delivery.SMS, delivery.Voice}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			otp := "9" + strings.Repeat(string(rune('0'+i%10)), 5)
+			m := delivery.PairingMessage("env1", methods[i%3], "+15551234567", "", otp)
+			errs <- ob.Send(context.Background(), m)
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, others := readOutbox(t, dir)
+	if len(msgs) != n || len(others) != 0 {
+		t.Fatalf("%d messages and leftovers %v, want %d and none", len(msgs), others, n)
+	}
+	if lines := strings.Count(logs.String(), "\n"); lines != n {
+		t.Fatalf("%d log lines, want %d", lines, n)
+	}
+}
+
+func TestOutboxErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := delivery.NewOutbox(filepath.Join(file, "sub"), zerolog.Nop()); err == nil {
+		t.Fatal("NewOutbox under a file succeeded")
+	}
+	dir := t.TempDir()
+	ob, err := delivery.NewOutbox(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Send(context.Background(), delivery.Message{Method: delivery.SMS, Body: "x"}); err == nil || !strings.HasPrefix(err.Error(), "outbox:") {
+		t.Fatalf("Send into a removed directory = %v", err)
+	}
+}
+
+func TestPairingMessage(t *testing.T) {
+	const otp = "582910"
+	tests := []struct {
+		method      delivery.Method
+		recipient   string
+		wantSubject bool
+		wantInBody  []string
+	}{
+		{delivery.Email, "jane@example.com", true, []string{otp}},
+		{delivery.SMS, "+15551234567", false, []string{otp}},
+		{delivery.Voice, "+15551234567", false, []string{"5, 8, 2, 9, 1, 0"}},
+	}
+	for _, tc := range tests {
+		m := delivery.PairingMessage("env1", tc.method, tc.recipient, "", otp)
+		if m.EnvID != "env1" || m.Method != tc.method || m.Recipient != tc.recipient || m.Locale != "en" {
+			t.Errorf("%s: header = %+v", tc.method, m)
+		}
+		if (m.Subject != "") != tc.wantSubject {
+			t.Errorf("%s: subject %q", tc.method, m.Subject)
+		}
+		for _, s := range tc.wantInBody {
+			if strings.Count(m.Body, s) < 1 {
+				t.Errorf("%s: body %q lacks %q", tc.method, m.Body, s)
+			}
+		}
+		if strings.Contains(m.Body, "${otp}") {
+			t.Errorf("%s: placeholder left in %q", tc.method, m.Body)
+		}
+		if tc.method == delivery.Voice {
+			if strings.Contains(m.Body, otp) {
+				t.Errorf("voice body reads the code as one number: %q", m.Body)
+			}
+			if strings.Count(m.Body, "5, 8, 2, 9, 1, 0") != 2 {
+				t.Errorf("voice body does not repeat the code: %q", m.Body)
+			}
+		}
+	}
+	if m := delivery.PairingMessage("env1", delivery.SMS, "+15551234567", "es-ES", otp); m.Locale != "es-ES" {
+		t.Errorf("locale = %q", m.Locale)
+	}
+}
+
+type recordingSender struct{ got []delivery.Message }
+
+func (r *recordingSender) Send(_ context.Context, m delivery.Message) error {
+	r.got = append(r.got, m)
+	return nil
+}
+
+type failingSender struct{}
+
+func (failingSender) Send(context.Context, delivery.Message) error {
+	return errors.New("provider down")
+}
+
+func TestRouter(t *testing.T) {
+	email, sms := &recordingSender{}, &recordingSender{}
+	r := delivery.Router{delivery.Email: email, delivery.SMS: sms, delivery.Voice: failingSender{}}
+	ctx := context.Background()
+	if err := r.Send(ctx, delivery.Message{Method: delivery.Email, Body: "e"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Send(ctx, delivery.Message{Method: delivery.SMS, Body: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(email.got) != 1 || email.got[0].Body != "e" || len(sms.got) != 1 || sms.got[0].Body != "s" {
+		t.Fatalf("routing: email %v sms %v", email.got, sms.got)
+	}
+	if err := r.Send(ctx, delivery.Message{Method: delivery.Voice}); err == nil || err.Error() != "provider down" {
+		t.Fatalf("sender error = %v", err)
+	}
+	for _, m := range []delivery.Method{"PUSH", ""} {
+		err := r.Send(ctx, delivery.Message{Method: m, Body: "123456"})
+		if err == nil || !strings.Contains(err.Error(), "no channel configured") || strings.Contains(err.Error(), "123456") {
+			t.Errorf("missing method %q: %v", m, err)
+		}
+	}
+	if err := (delivery.Router{}).Send(ctx, delivery.Message{Method: delivery.Email}); err == nil {
+		t.Error("empty router sent")
+	}
+	var nilRouter delivery.Router
+	if err := nilRouter.Send(ctx, delivery.Message{Method: delivery.Email}); err == nil {
+		t.Error("nil router sent")
+	}
+}

@@ -1,0 +1,122 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/steps/mfaenroll"
+	"github.com/enrollflow/enrollflow/store"
+)
+
+const testAPIKey = "test-api-key-0123456789"
+
+// defaultOnlyEnv is an environment with nothing but the default policy.
+func defaultOnlyEnv(t testing.TB) *engine.Environment {
+	t.Helper()
+	env, err := engine.NewEnvironment("env1", testAPIKey, []mfa.Policy{mfa.DefaultPolicy("default")}, mfa.Settings{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// testEnv adds an e-mail-only and a TOTP-only policy to the default one,
+// which the flows in testdata/flows use.
+func testEnv(t testing.TB, settings mfa.Settings) *engine.Environment {
+	t.Helper()
+	emailOnly := mfa.Policy{ID: "email-only", Name: "E-mail only"}
+	emailOnly.Email.Enabled = true
+	totpOnly := mfa.Policy{ID: "totp-only", Name: "TOTP only"}
+	totpOnly.TOTP.Enabled = true
+	env, err := engine.NewEnvironment("env1", testAPIKey,
+		[]mfa.Policy{mfa.DefaultPolicy("default"), emailOnly, totpOnly}, settings,
+		[]engine.Application{{ID: "app1", Name: "App"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// captureSender records every message; tests read passcodes from it.
+type captureSender struct {
+	mu   sync.Mutex
+	msgs []delivery.Message
+}
+
+func (c *captureSender) Send(_ context.Context, m delivery.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgs = append(c.msgs, m)
+	return nil
+}
+
+func (c *captureSender) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.msgs)
+}
+
+var digitsRe = regexp.MustCompile(`\d{6,10}`)
+
+// lastOTP is the passcode of the last message.
+func (c *captureSender) lastOTP(t testing.TB) string {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.msgs) == 0 {
+		t.Fatal("no message was sent")
+	}
+	code := digitsRe.FindString(c.msgs[len(c.msgs)-1].Body)
+	if code == "" {
+		t.Fatalf("no passcode in %q", c.msgs[len(c.msgs)-1].Body)
+	}
+	return code
+}
+
+// stepRegistry returns a registry with the real enrollment step.
+func stepRegistry(t testing.TB, devices store.Devices, sender delivery.Sender) *engine.StepRegistry {
+	t.Helper()
+	keys, err := mfa.DeriveKeys(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := mfa.NewSealer(keys.SealTOTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sender == nil {
+		sender = &captureSender{}
+	}
+	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{
+		Devices: devices, Sender: sender, Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: zerolog.Nop(),
+	}))
+}
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}

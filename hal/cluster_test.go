@@ -1,0 +1,160 @@
+package hal_test
+
+// Several nodes over one store, and what a node does while Redis is down.
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
+	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/mfa"
+)
+
+// TestTwoNodesShareExecutions: nodes keep nothing between requests, so an
+// execution can be driven through any of them. On Redis the two nodes are
+// two Store clients of one redis-server; on memory they share one store.
+func TestTwoNodesShareExecutions(t *testing.T) {
+	forEachStore(t, func(t *testing.T, b *backend) {
+		clock := haltest.NewClock()
+		storeA := b.Open(clock)
+		storeB := storeA
+		if b.redis != nil {
+			storeB = b.Open(clock)
+		}
+		a := newNode(t, b, haltest.Options{Store: storeA, Clock: clock})
+		n2 := newNode(t, b, haltest.Options{Store: storeB, Clock: clock})
+
+		for _, typ := range []string{"EMAIL", "TOTP"} {
+			t.Run(typ, func(t *testing.T) {
+				a, n2 := &node{t: t, API: a.API}, &node{t: t, API: n2.API}
+				user := "twin-" + typ
+				id := a.start(user)
+				r := n2.create(id, typ)
+				mustStatus(t, r, http.StatusOK)
+				var code string
+				if typ == "TOTP" {
+					// The seed is sealed by B and opened by A: one master secret.
+					c, err := mfa.TOTPCode(str(r.Body, "device", "secret"), clock.Now())
+					must(t, err)
+					code = c
+					if g := a.get(id); str(g.Body, "device", "secret") != str(r.Body, "device", "secret") {
+						t.Errorf("node A shows another secret than node B")
+					}
+					mustStatus(t, a.do(http.MethodGet, execPath+"/"+id+"/qrcode.png", "", ""), http.StatusOK)
+				} else {
+					if _, sentByA := a.Outbox.Last(user + "@example.com"); sentByA {
+						t.Errorf("node A sent the passcode of an action node B performed")
+					}
+					code = n2.passcode(user + "@example.com") // B performed the action, B sent it
+				}
+				r = a.activate(id, code)
+				mustStatus(t, r, http.StatusOK)
+				mustState(t, r, "COMPLETED")
+				g := n2.get(id)
+				mustStatus(t, g, http.StatusOK)
+				mustState(t, g, "COMPLETED")
+				if str(g.Body, "steps", "enroll", "outputs", "device", "id") != str(r.Body, "steps", "enroll", "outputs", "device", "id") {
+					t.Errorf("B sees another result than A: %s vs %s", g.Raw, r.Raw)
+				}
+				l := n2.admin(http.MethodGet, "/environments/demo/users/"+user+"/devices", "")
+				if num(l.Body, "count") != 1 {
+					t.Errorf("B's registry = %s, want the device A enrolled", l.Raw)
+				}
+			})
+		}
+	})
+}
+
+// TestRedisOutage: while Redis is down every request that needs it fails
+// fast with 503 and changes nothing; once Redis is back the same node
+// serves again without being rebuilt.
+func TestRedisOutage(t *testing.T) {
+	forEachStore(t, func(t *testing.T, b *backend) {
+		if b.redis == nil {
+			t.Skip("the memory store cannot be down")
+		}
+		n := newNode(t, b, haltest.Options{})
+		id := n.start("outage")
+		mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
+		mustStatus(t, n.do(http.MethodGet, "/readyz", "", ""), http.StatusOK)
+		sent := len(n.Outbox.Messages())
+
+		b.redis.Stop()
+
+		requests := []struct {
+			name                   string
+			method, path, ct, body string
+			admin                  bool
+		}{
+			{"readyz", http.MethodGet, "/readyz", "", "", false},
+			{"GET execution", http.MethodGet, execPath + "/" + id, "", "", false},
+			{"activate", http.MethodPost, execPath + "/" + id, ctActivate, `{"otp":"123456"}`, false},
+			{"resend", http.MethodPost, execPath + "/" + id, ctResend, ``, false},
+			{"delete device", http.MethodPost, execPath + "/" + id, ctDelete, ``, false},
+			{"QR code", http.MethodGet, execPath + "/" + id + "/qrcode.png", "", "", false},
+			{"start", http.MethodPost, execPath, "application/json", startBody(demoFlow, map[string]any{"id": "x"}), true},
+			{"list flows", http.MethodGet, "/environments/demo/flows", "", "", true},
+			{"list devices", http.MethodGet, "/environments/demo/users/outage/devices", "", "", true},
+		}
+		for _, rq := range requests {
+			var hdr []string
+			if rq.admin {
+				hdr = []string{"Authorization", "Bearer " + haltest.APIKey}
+			}
+			began := time.Now()
+			r := n.do(rq.method, rq.path, rq.ct, rq.body, hdr...)
+			took := time.Since(began)
+			mustError(t, r, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE")
+			if r.Header.Get("Retry-After") == "" {
+				t.Errorf("%s: 503 without Retry-After", rq.name)
+			}
+			if took > 3*time.Second {
+				t.Errorf("%s took %v to fail, want < 3s", rq.name, took)
+			}
+			t.Logf("%s while Redis is down: %d after %v", rq.name, r.Status, took.Round(time.Millisecond))
+		}
+		// Liveness does not depend on Redis.
+		mustStatus(t, n.do(http.MethodGet, "/healthz", "", ""), http.StatusOK)
+		if len(n.Outbox.Messages()) != sent {
+			t.Errorf("a message was sent while nothing could be saved")
+		}
+
+		b.redis.Restart()
+
+		// The same node recovers by itself; go-redis may need a moment to
+		// re-dial after its failed attempts, so poll readiness (real time:
+		// this waits on a real process, not on the fake clock).
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			r := n.do(http.MethodGet, "/readyz", "", "")
+			if r.Status == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("readyz still %s 5s after Redis came back", r)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+
+		// This redis-server keeps nothing on disk, so the restart lost
+		// everything: the old execution is gone (404, not 503) and so are
+		// the flows the node seeded from its configuration at start-up.
+		mustError(t, n.get(id), http.StatusNotFound, "NOT_FOUND")
+		mustError(t, n.admin(http.MethodPost, execPath, startBody(demoFlow, map[string]any{"id": "again"})),
+			http.StatusBadRequest, "INVALID_DATA", detail{"flow.id", "INVALID_VALUE"})
+
+		// Put the configured flow back through the management API of the
+		// same node, then a new execution runs from start to end on it.
+		demo := config.Demo(haltest.APIKey).Environments[0].Flows[0]
+		raw, err := json.Marshal(demo)
+		must(t, err)
+		mustStatus(t, n.admin(http.MethodPut, "/environments/demo/flows/"+demoFlow, string(raw)), http.StatusCreated)
+		id = n.start("again")
+		mustStatus(t, n.get(id), http.StatusOK)
+		n.enrollEmail(id, "again@example.com")
+		mustState(t, n.get(id), "COMPLETED")
+	})
+}
