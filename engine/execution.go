@@ -45,3 +45,13 @@ type StepResult struct {
 
 // Ended reports whether the flow is over.
 func (x *Execution) Ended() bool { return x.StepID == "" }
+
+// LogID is the form of an execution id that may be logged: a prefix that
+// correlates log lines but, unlike the whole id, does not let a log reader
+// drive the execution.
+func LogID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}

@@ -28,6 +28,9 @@ type Runner struct {
 	envs  map[string]*Environment
 	now   func() time.Time
 	ttl   time.Duration
+	// configured flows by environment and id (ConfigureFlows); read-only
+	// once serving starts.
+	configured map[string]map[string]*Flow
 }
 
 // Options tune a Runner; zero values take the defaults.

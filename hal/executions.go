@@ -38,7 +38,7 @@ func (s *Server) startExecution(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	annotate(r, func(a *accessInfo) { a.execution = x.ID[:8] })
+	annotate(r, func(a *accessInfo) { a.execution = engine.LogID(x.ID) })
 	w.Header().Set("Location", s.executionURL(r, env, x.ID))
 	writeJSON(w, http.StatusCreated, halJSON, s.renderExecution(r, env, x))
 }
@@ -107,10 +107,6 @@ func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
 // since the full id is what lets a client drive the execution.
 func (s *Server) executionID(r *http.Request) string {
 	id := mux.Vars(r)["executionID"]
-	annotate(r, func(a *accessInfo) {
-		if len(id) > 8 {
-			a.execution = id[:8]
-		}
-	})
+	annotate(r, func(a *accessInfo) { a.execution = engine.LogID(id) })
 	return id
 }

@@ -72,7 +72,11 @@ func (s *Server) createFlow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.CreatedAt = time.Time{}
-	created, err := s.cfg.Runner.SaveFlow(r.Context(), env, &f, true)
+	// A configured flow always exists, saved or not: PUT overrides it.
+	created, err := false, error(nil)
+	if !s.cfg.Runner.IsConfigured(env, f.ID) {
+		created, err = s.cfg.Runner.SaveFlow(r.Context(), env, &f, true)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

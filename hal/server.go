@@ -6,6 +6,7 @@ package hal
 
 import (
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -49,39 +50,55 @@ func New(cfg Config) *Server {
 	}
 	r := s.router
 	r.Use(recordRoute)
-	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
-	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
+	s.route(r, "/healthz", methods{http.MethodGet: s.healthz})
+	s.route(r, "/readyz", methods{http.MethodGet: s.readyz})
 
 	m := r.PathPrefix("/environments/{envID}").Subrouter()
 	m.Use(s.requireAPIKey)
-	m.HandleFunc("/flows", s.listFlows).Methods(http.MethodGet)
-	m.HandleFunc("/flows", s.createFlow).Methods(http.MethodPost)
-	m.HandleFunc("/flows/{flowID}", s.getFlow).Methods(http.MethodGet)
-	m.HandleFunc("/flows/{flowID}", s.replaceFlow).Methods(http.MethodPut)
-	m.HandleFunc("/flows/{flowID}", s.deleteFlow).Methods(http.MethodDelete)
-	m.HandleFunc("/deviceAuthenticationPolicies", s.listPolicies).Methods(http.MethodGet)
-	m.HandleFunc("/deviceAuthenticationPolicies/{policyID}", s.getPolicy).Methods(http.MethodGet)
-	m.HandleFunc("/users/{userID}/devices", s.listDevices).Methods(http.MethodGet)
-	m.HandleFunc("/users/{userID}/devices/{deviceID}", s.getDevice).Methods(http.MethodGet)
-	m.HandleFunc("/users/{userID}/devices/{deviceID}", s.deleteDevice).Methods(http.MethodDelete)
+	s.route(m, "/flows", methods{http.MethodGet: s.listFlows, http.MethodPost: s.createFlow})
+	s.route(m, "/flows/{flowID}", methods{http.MethodGet: s.getFlow, http.MethodPut: s.replaceFlow, http.MethodDelete: s.deleteFlow})
+	s.route(m, "/deviceAuthenticationPolicies", methods{http.MethodGet: s.listPolicies})
+	s.route(m, "/deviceAuthenticationPolicies/{policyID}", methods{http.MethodGet: s.getPolicy})
+	s.route(m, "/users/{userID}/devices", methods{http.MethodGet: s.listDevices})
+	s.route(m, "/users/{userID}/devices/{deviceID}", methods{http.MethodGet: s.getDevice, http.MethodDelete: s.deleteDevice})
 
 	x := r.PathPrefix("/{envID}/flowExecutions").Subrouter()
 	x.Use(s.rateLimit)
-	x.Handle("", s.requireAPIKey(http.HandlerFunc(s.startExecution))).Methods(http.MethodPost)
-	x.HandleFunc("/{executionID}", s.getExecution).Methods(http.MethodGet)
-	x.HandleFunc("/{executionID}", s.actOnExecution).Methods(http.MethodPost)
-	x.HandleFunc("/{executionID}/{resource}", s.getResource).Methods(http.MethodGet)
+	s.route(x, "", methods{http.MethodPost: s.requireAPIKey(http.HandlerFunc(s.startExecution)).ServeHTTP})
+	s.route(x, "/{executionID}", methods{http.MethodGet: s.getExecution, http.MethodPost: s.actOnExecution})
+	s.route(x, "/{executionID}/{resource}", methods{http.MethodGet: s.getResource})
 
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeError(w, req, &engine.Error{Status: http.StatusNotFound, Code: engine.CodeNotFound,
 			Message: "No such resource: " + req.URL.Path})
 	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		s.writeError(w, req, &engine.Error{Status: http.StatusMethodNotAllowed, Code: engine.CodeMethodNotAllowed,
-			Message: "Method " + req.Method + " is not allowed on " + req.URL.Path})
-	})
 	s.handler = s.observe(s.cors(s.limitBody(s.router)))
 	return s
+}
+
+// methods maps HTTP methods to the handlers of one path.
+type methods map[string]http.HandlerFunc
+
+// route registers one path for all its methods. Dispatching by method here,
+// rather than with mux's Methods matcher, gives every path a correct 405
+// with an Allow header (mux loses the 405 when a subrouter has several
+// routes).
+func (s *Server) route(r *mux.Router, path string, handlers methods) {
+	allowed := make([]string, 0, len(handlers))
+	for m := range handlers {
+		allowed = append(allowed, m)
+	}
+	sort.Strings(allowed)
+	allow := strings.Join(allowed, ", ")
+	r.HandleFunc(path, func(w http.ResponseWriter, req *http.Request) {
+		if h, ok := handlers[req.Method]; ok {
+			h(w, req)
+			return
+		}
+		w.Header().Set("Allow", allow)
+		s.writeError(w, req, &engine.Error{Status: http.StatusMethodNotAllowed, Code: engine.CodeMethodNotAllowed,
+			Message: "Method " + req.Method + " is not allowed here; allowed: " + allow + "."})
+	})
 }
 
 // ServeHTTP runs the middleware chain around the router.

@@ -181,8 +181,10 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 	})
 	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs, engine.Options{TTL: o.ttl})
 
-	if err := seedFlows(runner, envs, flows, log); err != nil {
-		return err
+	for _, env := range envs {
+		if err := runner.ConfigureFlows(env, flows[env.ID]); err != nil {
+			return fmt.Errorf("environment %s: %w", env.ID, err)
+		}
 	}
 
 	srv := &http.Server{
@@ -250,36 +252,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// seedFlows writes the configured flows to the store where absent (flows
-// edited through the API are kept). A store that is not reachable yet, as
-// when Redis starts after the nodes, is retried for up to 30 s.
-func seedFlows(runner *engine.Runner, envs []*engine.Environment, flows map[string][]engine.Flow, log zerolog.Logger) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for attempt := 1; ; attempt++ {
-		err := trySeedFlows(runner, envs, flows)
-		if err == nil {
-			return nil
-		}
-		if engine.AsError(err).Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
-			return err
-		}
-		log.Warn().Err(err).Int("attempt", attempt).Msg("store not reachable yet; retrying")
-		time.Sleep(time.Second)
-	}
-}
-
-func trySeedFlows(runner *engine.Runner, envs []*engine.Environment, flows map[string][]engine.Flow) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, env := range envs {
-		for i := range flows[env.ID] {
-			f := flows[env.ID][i]
-			if _, err := runner.SaveFlow(ctx, env, &f, true); err != nil {
-				return fmt.Errorf("environment %s: flows[%d] (%s): %w", env.ID, i, f.ID, err)
-			}
-		}
-	}
-	return nil
 }

@@ -110,7 +110,7 @@ type API struct {
 	Env     *engine.Environment
 }
 
-// New wires a node the same way `enrollflow serve` does and seeds the
+// New wires a node the same way `enrollflow serve` does, with the
 // configured flows.
 func New(tb testing.TB, o Options) *API {
 	tb.Helper()
@@ -138,10 +138,8 @@ func New(tb testing.TB, o Options) *API {
 		Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: o.Log})
 	runner := engine.NewRunner(o.Store, engine.NewStepRegistry(step), envs, engine.Options{Now: o.Clock.Now})
 	for _, env := range envs {
-		for i := range flows[env.ID] {
-			if _, err := runner.SaveFlow(context.Background(), env, &flows[env.ID][i], true); err != nil {
-				tb.Fatalf("seed flow %s: %v", flows[env.ID][i].ID, err)
-			}
+		if err := runner.ConfigureFlows(env, flows[env.ID]); err != nil {
+			tb.Fatalf("configure flows: %v", err)
 		}
 	}
 	h := hal.New(hal.Config{Runner: runner, Store: o.Store, Log: o.Log, RateLimit: o.RateLimit,

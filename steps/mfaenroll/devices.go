@@ -133,7 +133,7 @@ func (s *Step) issueOTP(r *run, d *pending) func(context.Context) {
 	d.SentAt = now
 	d.Failures, d.LockedUntil = 0, time.Time{}
 	msg := delivery.PairingMessage(r.sc.Env.ID, delivery.Method(d.Type), d.Address, r.in.Locale, code)
-	execID := r.sc.ExecutionID
+	execID := engine.LogID(r.sc.ExecutionID)
 	return func(ctx context.Context) {
 		// The client's request may end before the provider answers; the
 		// send must not be cut short with it.
@@ -286,7 +286,7 @@ func (s *Step) deviceView(r *run) map[string]any {
 	case mfa.TOTP:
 		uri, err := s.deps.Sealer.Open(d.SealedTOTP, d.ID)
 		if err != nil {
-			s.deps.Log.Error().Err(err).Str("execution", r.sc.ExecutionID).Msg("cannot unseal TOTP secret")
+			s.deps.Log.Error().Err(err).Str("execution", engine.LogID(r.sc.ExecutionID)).Msg("cannot unseal TOTP secret")
 			return v
 		}
 		secret, _ := mfa.SecretFromURI(string(uri))

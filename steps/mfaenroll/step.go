@@ -160,7 +160,7 @@ func (s *Step) Act(ctx context.Context, sc *engine.StepContext, a actions.Action
 func (s *Step) View(sc *engine.StepContext) engine.View {
 	r, err := s.load(sc)
 	if err != nil {
-		s.deps.Log.Error().Err(err).Str("execution", sc.ExecutionID).Msg("cannot render step")
+		s.deps.Log.Error().Err(err).Str("execution", engine.LogID(sc.ExecutionID)).Msg("cannot render step")
 		return engine.View{Status: engine.StatusFailed, Properties: map[string]any{}, Actions: []string{}}
 	}
 	props := map[string]any{}

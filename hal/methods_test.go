@@ -1,0 +1,32 @@
+package hal_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/store/memory"
+)
+
+// TestMethodNotAllowed: every route answers a method it does not serve
+// with 405, the error body and an Allow header, never a 404.
+func TestMethodNotAllowed(t *testing.T) {
+	n := newNode(t, nil, haltest.Options{Store: memory.New(nil)})
+	id := n.start("method-user")
+	cases := []struct{ method, path, allow string }{
+		{http.MethodDelete, "/demo/flowExecutions/" + id, "GET, POST"},
+		{http.MethodPut, "/demo/flowExecutions/" + id, "GET, POST"},
+		{http.MethodGet, "/demo/flowExecutions", "POST"},
+		{http.MethodPost, "/demo/flowExecutions/" + id + "/qrcode.png", "GET"},
+		{http.MethodPatch, "/environments/demo/flows/mfa-enrollment", "DELETE, GET, PUT"},
+		{http.MethodPost, "/environments/demo/users/u/devices", "GET"},
+		{http.MethodPost, "/healthz", "GET"},
+	}
+	for _, c := range cases {
+		r := n.do(c.method, c.path, "application/json", "{}", "Authorization", "Bearer "+haltest.APIKey)
+		mustError(t, r, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED")
+		if got := r.Header.Get("Allow"); got != c.allow {
+			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, got, c.allow)
+		}
+	}
+}
