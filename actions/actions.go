@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -163,14 +164,104 @@ func decodeStrict(body []byte, v any) error {
 		return &DecodeError{Problem: "the request body must be a JSON object", Syntax: true}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
 		return describe(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return &DecodeError{Problem: "unexpected data after the JSON object", Syntax: true}
 	}
+	if err := checkKeys(tree, reflect.TypeOf(v), ""); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return describe(err)
+	}
 	return nil
+}
+
+// checkKeys walks a decoded JSON tree beside the Go type it is meant for
+// and refuses any object key that is not exactly a field's JSON name.
+// encoding/json alone matches names case-insensitively and names only the
+// last key of an unknown field; this names the whole path ("rp.icon").
+func checkKeys(tree any, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := tree.(map[string]any)
+		if !ok {
+			return nil // a type mismatch; json.Unmarshal names it
+		}
+		fields := jsonFields(t)
+		for _, key := range sortedKeys(obj) {
+			f, known := fields[key]
+			if !known {
+				return &DecodeError{Field: joinPath(path, key), Problem: "unknown field"}
+			}
+			if err := checkKeys(obj[key], f, joinPath(path, key)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		obj, ok := tree.(map[string]any)
+		if !ok || t.Key().Kind() != reflect.String {
+			return nil
+		}
+		for _, key := range sortedKeys(obj) {
+			if err := checkKeys(obj[key], t.Elem(), joinPath(path, key)); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		list, ok := tree.([]any)
+		if !ok || t.Elem().Kind() == reflect.Uint8 { // []byte and json.RawMessage hold anything
+			return nil
+		}
+		for i, x := range list {
+			if err := checkKeys(x, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// jsonFields maps the JSON names of a struct's fields to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := make(map[string]reflect.Type, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // describe turns encoding/json's errors into ones that name the field.
