@@ -30,3 +30,16 @@ func TestMethodNotAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONBodiesNeedJSONContentType: start and management bodies are
+// JSON and must say so.
+func TestJSONBodiesNeedJSONContentType(t *testing.T) {
+	n := newNode(t, nil, haltest.Options{Store: memory.New(nil)})
+	body := startBody(demoFlow, map[string]any{"id": "ct-user"})
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded"} {
+		r := n.do(http.MethodPost, "/demo/flowExecutions", ct, body, "Authorization", "Bearer "+haltest.APIKey)
+		mustError(t, r, http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", detail{"Content-Type", "INVALID_VALUE"})
+	}
+	r := n.do(http.MethodPost, "/demo/flowExecutions", "application/json; charset=utf-8", body, "Authorization", "Bearer "+haltest.APIKey)
+	mustStatus(t, r, http.StatusCreated)
+}

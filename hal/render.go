@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -99,6 +100,11 @@ func (s *Server) renderExecution(r *http.Request, env *engine.Environment, x *en
 // decodeBody reads a JSON body strictly into v, mapping failures to 400s
 // (or 413 for an over-long body).
 func decodeBody(r *http.Request, v any) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != plainJSON {
+		return &engine.Error{Status: http.StatusUnsupportedMediaType, Code: engine.CodeUnsupportedMediaType,
+			Message: "The request body must be sent as Content-Type: application/json.",
+			Details: []engine.ErrorDetail{{Code: engine.DetailInvalidValue, Target: "Content-Type", Message: "must be application/json"}}}
+	}
 	body, err := readBody(r)
 	if err != nil {
 		return err

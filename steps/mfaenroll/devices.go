@@ -164,7 +164,7 @@ func (s *Step) resend(r *run) (*engine.Outcome, error) {
 // activate handles device.activate: the right passcode enrolls the device.
 func (s *Step) activate(r *run, p *actions.ActivateDevice) (*engine.Outcome, error) {
 	d := r.st.Pending
-	if len(p.Attestation) > 0 || p.Origin != "" {
+	if (len(p.Attestation) > 0 && string(p.Attestation) != "null") || p.Origin != "" {
 		return nil, invalid("attestation", engine.DetailInvalidValue, "is only for PLATFORM and SECURITY_KEY devices")
 	}
 	if p.OTP == "" {
