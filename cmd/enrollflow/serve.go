@@ -19,12 +19,10 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
-	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/hal"
-	"github.com/enrollflow/enrollflow/mfa"
-	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store"
 	"github.com/enrollflow/enrollflow/store/memory"
 	"github.com/enrollflow/enrollflow/store/redis"
@@ -131,10 +129,6 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 		}
 		file = config.Demo(key)
 	}
-	envs, flows, err := file.Build()
-	if err != nil {
-		return err
-	}
 
 	// Secrets: every node of a deployment must share them.
 	var master []byte
@@ -148,11 +142,6 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 		master = []byte(config.RandomToken(32))
 		log.Warn().Msg("ENROLLFLOW_SECRET not set: using a random secret for this process (fine with the memory store, which forgets everything on exit too)")
 	}
-	keys, err := mfa.DeriveKeys(master)
-	if err != nil {
-		return fmt.Errorf("ENROLLFLOW_SECRET: %w", err)
-	}
-
 	var st store.Store
 	if o.redisURL != "" {
 		redis.RouteLogs(log)
@@ -170,21 +159,12 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 	if err != nil {
 		return fmt.Errorf("--outbox: %w", err)
 	}
-	sealer, err := mfa.NewSealer(keys.SealTOTP)
+	runner, err := app.Build(app.Options{
+		Config: file, Store: st, Secret: master, TTL: o.ttl, Log: log,
+		Sender: delivery.Router{delivery.Email: outbox, delivery.SMS: outbox, delivery.Voice: outbox},
+	})
 	if err != nil {
 		return err
-	}
-	step := mfaenroll.New(mfaenroll.Deps{
-		Devices: st,
-		Sender:  delivery.Router{delivery.Email: outbox, delivery.SMS: outbox, delivery.Voice: outbox},
-		Hasher:  mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: log,
-	})
-	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs, engine.Options{TTL: o.ttl})
-
-	for _, env := range envs {
-		if err := runner.ConfigureFlows(env, flows[env.ID]); err != nil {
-			return fmt.Errorf("environment %s: %w", env.ID, err)
-		}
 	}
 
 	srv := &http.Server{

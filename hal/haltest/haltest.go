@@ -11,17 +11,16 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/hal"
-	"github.com/enrollflow/enrollflow/mfa"
-	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store"
+	"github.com/enrollflow/enrollflow/store/storetest"
 )
 
 // APIKey is the demo environment's key in tests.
@@ -30,28 +29,12 @@ const APIKey = "test-api-key-0123456789"
 // Secret is the master secret every test node shares (like a deployment).
 var Secret = []byte("0123456789abcdef0123456789abcdef")
 
-// Clock is a settable clock, safe for concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// Clock is a settable clock, safe for concurrent use (the one the store
+// conformance suite uses).
+type Clock = storetest.Clock
 
 // NewClock starts at the current time (so Redis TTLs stay sensible).
-func NewClock() *Clock { return &Clock{now: time.Now().UTC().Truncate(time.Millisecond)} }
-
-// Now reads the clock.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func NewClock() *Clock { return storetest.NewClock() }
 
 // Outbox records messages in memory. It stands in for a delivery channel,
 // which is not what these tests are about; channels have their own tests.
@@ -121,30 +104,15 @@ func New(tb testing.TB, o Options) *API {
 	if o.Config != nil {
 		file = *o.Config
 	}
-	envs, flows, err := file.Build()
-	if err != nil {
-		tb.Fatalf("config: %v", err)
-	}
-	keys, err := mfa.DeriveKeys(Secret)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sealer, err := mfa.NewSealer(keys.SealTOTP)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	outbox := &Outbox{}
-	step := mfaenroll.New(mfaenroll.Deps{Devices: o.Store, Sender: outbox,
-		Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: o.Log})
-	runner := engine.NewRunner(o.Store, engine.NewStepRegistry(step), envs, engine.Options{Now: o.Clock.Now})
-	for _, env := range envs {
-		if err := runner.ConfigureFlows(env, flows[env.ID]); err != nil {
-			tb.Fatalf("configure flows: %v", err)
-		}
+	runner, err := app.Build(app.Options{Config: file, Store: o.Store, Sender: outbox, Secret: Secret, Now: o.Clock.Now, Log: o.Log})
+	if err != nil {
+		tb.Fatalf("build node: %v", err)
 	}
+	env, _ := runner.Environment(file.Environments[0].ID)
 	h := hal.New(hal.Config{Runner: runner, Store: o.Store, Log: o.Log, RateLimit: o.RateLimit,
 		BaseURL: "http://enrollflow.test"})
-	return &API{Handler: h, Runner: runner, Store: o.Store, Clock: o.Clock, Outbox: outbox, Env: envs[0]}
+	return &API{Handler: h, Runner: runner, Store: o.Store, Clock: o.Clock, Outbox: outbox, Env: env}
 }
 
 // Do runs one request through the handler and returns the recorder.
