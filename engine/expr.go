@@ -16,9 +16,15 @@ var exprPattern = regexp.MustCompile(`\$\{([^}]*)\}`)
 
 type exprError struct{ path, msg string }
 
-// checkExpressions validates the syntax and the step references of every
-// expression in a step's input, at save time.
-func checkExpressions(input map[string]any, steps map[string]StepDefinition) *exprError {
+// stepRef is one ${steps.<id>.outputs...} reference in a step's input, kept
+// so that Validate can check, once the outlets are known to be acyclic, that
+// the referenced step always runs first.
+type stepRef struct{ path, expr, stepID string }
+
+// checkExpressions validates the syntax of every expression in a step's
+// input, at save time, and returns the step references it found.
+func checkExpressions(input map[string]any) ([]stepRef, *exprError) {
+	var refs []stepRef
 	var walk func(path string, v any) *exprError
 	walk = func(path string, v any) *exprError {
 		switch v := v.(type) {
@@ -44,15 +50,16 @@ func checkExpressions(input map[string]any, steps map[string]StepDefinition) *ex
 					return &exprError{path, err.Error()}
 				}
 				if root == "steps" {
-					if _, ok := steps[stepID]; !ok {
-						return &exprError{path, fmt.Sprintf("${%s} refers to unknown step %q", m[1], stepID)}
-					}
+					refs = append(refs, stepRef{path: path, expr: m[1], stepID: stepID})
 				}
 			}
 		}
 		return nil
 	}
-	return walk("", input)
+	if err := walk("", input); err != nil {
+		return nil, err
+	}
+	return refs, nil
 }
 
 func join(path, key string) string {

@@ -59,6 +59,7 @@ func (f *Flow) Validate(env *Environment, steps *StepRegistry) error {
 	} else if _, ok := f.StepDefinitions[f.Trigger.Next]; !ok {
 		bad("trigger.next", DetailInvalidValue, fmt.Sprintf("names no step: %q", f.Trigger.Next))
 	}
+	refs := map[string][]stepRef{}
 	for _, id := range sortedKeys(f.StepDefinitions) {
 		sd := f.StepDefinitions[id]
 		at := "stepDefinitions." + id
@@ -89,13 +90,41 @@ func (f *Flow) Validate(env *Environment, steps *StepRegistry) error {
 				bad(at+".outlets."+result+".next", DetailInvalidValue, fmt.Sprintf("names no step: %q", next))
 			}
 		}
-		if err := checkExpressions(sd.Input, f.StepDefinitions); err != nil {
+		stepRefs, err := checkExpressions(sd.Input)
+		if err != nil {
 			bad(at+".input."+err.path, DetailInvalidValue, err.msg)
+			continue
 		}
+		for _, ref := range stepRefs {
+			if _, ok := f.StepDefinitions[ref.stepID]; !ok {
+				bad(at+".input."+ref.path, DetailInvalidValue, fmt.Sprintf("${%s} refers to unknown step %q", ref.expr, ref.stepID))
+				break
+			}
+		}
+		refs[id] = stepRefs
 	}
 	if len(details) == 0 {
 		if cycle := f.findCycle(); cycle != "" {
 			bad("stepDefinitions", DetailInvalidValue, "the outlets form a cycle through step "+cycle+"; flows must end")
+		}
+	}
+	if len(details) == 0 {
+		// Only now is the graph known to be sound and acyclic: a step may
+		// read the outputs of a step that ran before it on every path from
+		// the trigger, never of a later, parallel or optional one.
+		ranBefore := f.alwaysRunBefore()
+		for _, id := range sortedKeys(refs) {
+			before, reachable := ranBefore[id]
+			if !reachable {
+				continue
+			}
+			for _, ref := range refs[id] {
+				if !before[ref.stepID] {
+					bad("stepDefinitions."+id+".input."+ref.path, DetailInvalidValue,
+						fmt.Sprintf("${%s} refers to step %q, which does not run before step %q on every path from trigger.next", ref.expr, ref.stepID, id))
+					break
+				}
+			}
 		}
 	}
 	if len(details) > 0 {
@@ -121,12 +150,9 @@ func (f *Flow) findCycle() string {
 			return ""
 		}
 		state[id] = visiting
-		sd := f.StepDefinitions[id]
-		for _, r := range sortedKeys(sd.Outlets) {
-			if next := sd.Outlets[r].Next; next != "" {
-				if c := visit(next); c != "" {
-					return c
-				}
+		for _, next := range f.nextSteps(id) {
+			if c := visit(next); c != "" {
+				return c
 			}
 		}
 		state[id] = done
@@ -138,6 +164,64 @@ func (f *Flow) findCycle() string {
 		}
 	}
 	return ""
+}
+
+// alwaysRunBefore maps every step reachable from the trigger to the set of
+// steps that have ended before it on every path that reaches it (its
+// dominators). The outlets must be acyclic.
+func (f *Flow) alwaysRunBefore() map[string]map[string]bool {
+	// Reverse post-order of a depth-first walk is a topological order: every
+	// step comes after all the steps that can lead to it.
+	var order []string
+	seen := map[string]bool{}
+	var visit func(id string)
+	visit = func(id string) {
+		seen[id] = true
+		for _, next := range f.nextSteps(id) {
+			if !seen[next] {
+				visit(next)
+			}
+		}
+		order = append(order, id)
+	}
+	visit(f.Trigger.Next)
+
+	before := map[string]map[string]bool{f.Trigger.Next: {}}
+	for i := len(order) - 1; i >= 0; i-- {
+		id := order[i]
+		viaID := map[string]bool{id: true}
+		for s := range before[id] {
+			viaID[s] = true
+		}
+		for _, next := range f.nextSteps(id) {
+			known, ok := before[next]
+			if !ok {
+				before[next] = viaID
+				continue
+			}
+			// Keep only what both paths ran: the intersection.
+			merged := map[string]bool{}
+			for s := range known {
+				if viaID[s] {
+					merged[s] = true
+				}
+			}
+			before[next] = merged
+		}
+	}
+	return before
+}
+
+// nextSteps lists the distinct steps a step's outlets lead to, sorted.
+func (f *Flow) nextSteps(id string) []string {
+	var next []string
+	for _, r := range sortedKeys(f.StepDefinitions[id].Outlets) {
+		if n := f.StepDefinitions[id].Outlets[r].Next; n != "" && !contains(next, n) {
+			next = append(next, n)
+		}
+	}
+	sort.Strings(next)
+	return next
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -137,6 +137,27 @@ func TestFlowValidateWithFakeStep(t *testing.T) {
 		{name: "expression to unknown step", mutate: func(f *Flow) {
 			f.StepDefinitions["s2"].Input["user.id"] = "${steps.nope.outputs.x}"
 		}, want: []want{{"stepDefinitions.s2.input.user.id", DetailInvalidValue, `unknown step "nope"`}}},
+		{name: "expression to a later step", mutate: func(f *Flow) {
+			f.StepDefinitions["s1"].Input["prev"] = "${steps.s2.outputs.device.id}"
+		}, want: []want{{"stepDefinitions.s1.input.prev", DetailInvalidValue, `step "s2", which does not run before step "s1"`}}},
+		{name: "expression to the step itself", mutate: func(f *Flow) {
+			f.StepDefinitions["s2"].Input["prev"] = "${steps.s2.outputs.device.id}"
+		}, want: []want{{"stepDefinitions.s2.input.prev", DetailInvalidValue, `step "s2", which does not run before step "s2"`}}},
+		{name: "diamond: the join may read the fork, not one branch", mutate: func(f *Flow) {
+			f.StepDefinitions["s1"].Outlets["ALT"] = Outlet{Next: "s3"}
+			f.StepDefinitions["s2"] = StepDefinition{Type: "FAKE", Outlets: map[string]Outlet{"DONE": {Next: "s4"}}}
+			f.StepDefinitions["s3"] = StepDefinition{Type: "FAKE", Outlets: map[string]Outlet{"DONE": {Next: "s4"}}}
+			f.StepDefinitions["s4"] = StepDefinition{Type: "FAKE", Input: map[string]any{
+				"fork":   "${steps.s1.outputs.device.id}",
+				"branch": "${steps.s3.outputs.device.id}",
+			}}
+		}, want: []want{{"stepDefinitions.s4.input.branch", DetailInvalidValue, `step "s3", which does not run before step "s4" on every path`}}},
+		{name: "chain: the last step may read every earlier one", mutate: func(f *Flow) {
+			f.StepDefinitions["s2"] = StepDefinition{Type: "FAKE", Outlets: map[string]Outlet{"DONE": {Next: "s3"}, "ALT": {Next: "s3"}}}
+			f.StepDefinitions["s3"] = StepDefinition{Type: "FAKE", Input: map[string]any{
+				"a": "${steps.s1.outputs.x}", "b": "${steps.s2.outputs.y}",
+			}}
+		}},
 		{name: "unterminated expression", mutate: func(f *Flow) {
 			f.StepDefinitions["s2"].Input["user.id"] = "${flow.inputs.user.id"
 		}, want: []want{{"stepDefinitions.s2.input.user.id", DetailInvalidValue, "unterminated"}}},
