@@ -188,7 +188,16 @@ func (r *Runner) View(env *Environment, x *Execution, selfURL string) View {
 	}
 	sc := r.stepContext(env, x)
 	sc.SelfURL = selfURL
-	return st.View(sc)
+	v := st.View(sc)
+	// The steps that have ended already are part of the picture a client
+	// polls (a second step's page can say "your e-mail is enrolled").
+	if len(x.Results) > 0 {
+		if v.Properties == nil {
+			v.Properties = map[string]any{}
+		}
+		v.Properties["steps"] = x.Results
+	}
+	return v
 }
 
 // Resource returns a read-only resource of the running step.

@@ -72,12 +72,18 @@ func TestTwoStepFlow(t *testing.T) {
 		if str(g.Body, "email") != "duo@example.com" || str(g.Body, "mobilePhone") != "+15550001111" {
 			t.Errorf("step totp inputs: email %q, mobilePhone %q", str(g.Body, "email"), str(g.Body, "mobilePhone"))
 		}
-		// A running execution shows its current step only; the EMAIL
-		// device is in the registry already, and in the results at the end.
+		// The EMAIL device is in the registry already, and the running
+		// execution shows the ended step's result beside the current step.
 		l := n.admin(http.MethodGet, "/environments/demo/users/duo/devices", "")
 		emailDevice := str(l.Body, "_embedded", "devices", "0", "id")
 		if num(l.Body, "count") != 1 || emailDevice == "" {
 			t.Fatalf("registry after step email = %s", l.Raw)
+		}
+		if str(g.Body, "steps", "email", "result") != "ENROLLED" || str(g.Body, "steps", "email", "outputs", "device", "id") != emailDevice {
+			t.Errorf("running execution's steps = %v, want step email ENROLLED with device %s", g.Body["steps"], emailDevice)
+		}
+		if _, ok := g.Body["steps"].(map[string]any)["totp"]; ok {
+			t.Errorf("the running step has no result yet: steps = %v", g.Body["steps"])
 		}
 
 		r = n.act(id, ctSkip, "")
