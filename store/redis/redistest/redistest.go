@@ -26,6 +26,15 @@ import (
 
 const readyTimeout = 5 * time.Second
 
+// go-redis logs every failed dial on its own, process-wide logger. Tests
+// stop their servers on purpose and assert on the errors the store returns,
+// so those lines are only noise that buries real failures in the output.
+var silenceClientLogs sync.Once
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(context.Context, string, ...any) {}
+
 // Server is one redis-server process owned by a test.
 type Server struct {
 	t    testing.TB
@@ -50,6 +59,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("!!!!!!!! " + msg + " !!!!!!!!")
 	}
+	silenceClientLogs.Do(func() { goredis.SetLogger(discardLogger{}) })
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(s.Stop)
 
