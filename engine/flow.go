@@ -113,9 +113,11 @@ func (f *Flow) Validate(env *Environment, steps *StepRegistry) error {
 		// read the outputs of a step that ran before it on every path from
 		// the trigger, never of a later, parallel or optional one.
 		ranBefore := f.alwaysRunBefore()
-		for _, id := range sortedKeys(refs) {
+		for _, id := range sortedKeys(f.StepDefinitions) {
 			before, reachable := ranBefore[id]
 			if !reachable {
+				// Dead configuration is almost always a mistyped outlet.
+				bad("stepDefinitions."+id, DetailInvalidValue, "no outlet and not trigger.next leads to this step; remove it or point an outlet at it")
 				continue
 			}
 			for _, ref := range refs[id] {

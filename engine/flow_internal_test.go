@@ -137,6 +137,9 @@ func TestFlowValidateWithFakeStep(t *testing.T) {
 		{name: "expression to unknown step", mutate: func(f *Flow) {
 			f.StepDefinitions["s2"].Input["user.id"] = "${steps.nope.outputs.x}"
 		}, want: []want{{"stepDefinitions.s2.input.user.id", DetailInvalidValue, `unknown step "nope"`}}},
+		{name: "unreachable step", mutate: func(f *Flow) {
+			f.StepDefinitions["orphan"] = StepDefinition{Type: "FAKE", Outlets: map[string]Outlet{"DONE": {Next: "s2"}}}
+		}, want: []want{{"stepDefinitions.orphan", DetailInvalidValue, "no outlet and not trigger.next leads to this step"}}},
 		{name: "expression to a later step", mutate: func(f *Flow) {
 			f.StepDefinitions["s1"].Input["prev"] = "${steps.s2.outputs.device.id}"
 		}, want: []want{{"stepDefinitions.s1.input.prev", DetailInvalidValue, `step "s2", which does not run before step "s1"`}}},
