@@ -107,12 +107,20 @@ func Unavailable(cause error) *Error {
 }
 
 // TooSoon is the 429 with the wait until the action is possible again.
+// Retry-After has whole seconds, so the wait is rounded up: a client that
+// obeys it must not be refused again.
 func TooSoon(message string, wait time.Duration) *Error {
+	wait = (wait + time.Second - 1).Truncate(time.Second)
 	if wait < time.Second {
 		wait = time.Second
 	}
-	return &Error{Status: http.StatusTooManyRequests, Code: CodeRequestLimited, Message: message,
-		RetryAfter: wait.Round(time.Second)}
+	return &Error{Status: http.StatusTooManyRequests, Code: CodeRequestLimited, Message: message, RetryAfter: wait}
+}
+
+// LimitReached is the 429 for a limit that no wait lifts within this
+// execution: it has no Retry-After.
+func LimitReached(message string) *Error {
+	return &Error{Status: http.StatusTooManyRequests, Code: CodeRequestLimited, Message: message}
 }
 
 // Conflict is the 409 for a lost compare-and-set race.

@@ -50,10 +50,11 @@ func TestTooSoon(t *testing.T) {
 		{time.Millisecond, time.Second},
 		{999 * time.Millisecond, time.Second},
 		{time.Second, time.Second},
-		{1400 * time.Millisecond, time.Second},
+		{1400 * time.Millisecond, 2 * time.Second}, // rounded up: never early
+		{time.Second + time.Nanosecond, 2 * time.Second},
 		{1500 * time.Millisecond, 2 * time.Second},
 		{1600 * time.Millisecond, 2 * time.Second},
-		{29*time.Second + 200*time.Millisecond, 29 * time.Second},
+		{29*time.Second + 200*time.Millisecond, 30 * time.Second},
 		{2 * time.Minute, 2 * time.Minute},
 	}
 	for _, tc := range tests {

@@ -257,3 +257,127 @@ func TestTOTPLockout(t *testing.T) {
 		mustState(t, r, "COMPLETED")
 	})
 }
+
+// TestDeleteAndCreateIsNoWayAround: the cool-downs and limits belong to the
+// step, not to the pending device, so device.delete + device.create cannot
+// reset them.
+func TestDeleteAndCreateIsNoWayAround(t *testing.T) {
+	forEachStore(t, func(t *testing.T, b *backend) {
+		t.Run("resend cool-down to the same address", func(t *testing.T) {
+			n := newNode(t, b, haltest.Options{})
+			id := n.start("flood")
+			const phone = "+15551230000"
+			mustStatus(t, n.create(id, "SMS"), http.StatusOK)
+			n.Clock.Advance(10 * time.Second)
+			mustStatus(t, n.act(id, ctDelete, "{}"), http.StatusOK)
+			n.unchanged(id, func() {
+				r := n.create(id, "SMS")
+				mustError(t, r, http.StatusTooManyRequests, "REQUEST_LIMITED")
+				if s := retryAfter(t, r); s != 20 {
+					t.Errorf("Retry-After = %d, want 20", s)
+				}
+				// VOICE to the same number: the same wait.
+				mustError(t, n.create(id, "VOICE"), http.StatusTooManyRequests, "REQUEST_LIMITED")
+			})
+			if got := n.sentTo(phone); got != 1 {
+				t.Fatalf("messages to %s = %d, want 1", phone, got)
+			}
+			// Another address is not held up: a mistyped address can be fixed at once.
+			r := n.act(id, ctCreate, `{"type":"SMS","phone":"+15559870000"}`)
+			mustStatus(t, r, http.StatusOK)
+			mustStatus(t, n.act(id, ctDelete, "{}"), http.StatusOK)
+			n.Clock.Advance(20 * time.Second)
+			mustStatus(t, n.create(id, "SMS"), http.StatusOK)
+			if got := n.sentTo(phone); got != 2 {
+				t.Errorf("messages to %s = %d, want 2", phone, got)
+			}
+		})
+		t.Run("failure cool-down", func(t *testing.T) {
+			n := newNode(t, b, haltest.Options{})
+			id := n.start("guess")
+			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
+			code := n.passcode("guess@example.com")
+			for range 3 {
+				mustStatus(t, n.activate(id, wrongCode(code)), http.StatusBadRequest)
+			}
+			mustStatus(t, n.act(id, ctDelete, "{}"), http.StatusOK)
+			n.Clock.Advance(30 * time.Second)
+			for _, typ := range []string{"EMAIL", "TOTP"} {
+				n.unchanged(id, func() {
+					r := n.create(id, typ)
+					mustError(t, r, http.StatusTooManyRequests, "REQUEST_LIMITED")
+					if s := retryAfter(t, r); s != 90 {
+						t.Errorf("%s: Retry-After = %d, want 90", typ, s)
+					}
+				})
+			}
+			n.Clock.Advance(90 * time.Second)
+			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
+			mustStatus(t, n.activate(id, n.passcode("guess@example.com")), http.StatusOK)
+		})
+		t.Run("lockout after mfaSettings.lockout.failureCount wrong passcodes", func(t *testing.T) {
+			n := newNode(t, b, haltest.Options{})
+			id := n.start("lockout")
+			const to = "lockout@example.com"
+			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
+			for range 3 { // the passcode's own limit: void, 2-minute cool-down
+				mustStatus(t, n.activate(id, wrongCode(n.passcode(to))), http.StatusBadRequest)
+			}
+			n.Clock.Advance(2 * time.Minute)
+			mustStatus(t, n.act(id, ctResend, ""), http.StatusOK)
+			code := n.passcode(to)
+			mustError(t, n.activate(id, wrongCode(code)), http.StatusBadRequest, "INVALID_DATA", detail{"otp", "INVALID_OTP"})
+			// The fifth wrong passcode of the step (demo default) locks it for 600 s.
+			e := n.activate(id, wrongCode(code))
+			mustError(t, e, http.StatusBadRequest, "INVALID_DATA", detail{"otp", "OTP_ATTEMPTS_EXCEEDED"})
+			if got := num(e.Body, "details", "0", "innerError", "remainingAttempts"); got != 0 {
+				t.Errorf("remainingAttempts = %v, want 0", got)
+			}
+			n.Clock.Advance(time.Minute)
+			n.unchanged(id, func() {
+				for _, r := range []*resp{n.activate(id, code), n.act(id, ctResend, "")} {
+					mustError(t, r, http.StatusTooManyRequests, "REQUEST_LIMITED")
+					if s := retryAfter(t, r); s != 540 {
+						t.Errorf("Retry-After = %d, want 540", s)
+					}
+				}
+			})
+			mustStatus(t, n.act(id, ctDelete, "{}"), http.StatusOK)
+			n.unchanged(id, func() {
+				mustError(t, n.create(id, "TOTP"), http.StatusTooManyRequests, "REQUEST_LIMITED")
+			})
+			n.Clock.Advance(9 * time.Minute)
+			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
+			r := n.activate(id, n.passcode(to))
+			mustStatus(t, r, http.StatusOK)
+			mustState(t, r, "COMPLETED")
+		})
+		t.Run("at most 10 passcodes per step", func(t *testing.T) {
+			n := newNode(t, b, haltest.Options{})
+			id := n.start("chatty")
+			const to = "chatty@example.com"
+			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
+			for range 9 {
+				n.Clock.Advance(5 * time.Second)
+				mustStatus(t, n.act(id, ctResend, ""), http.StatusOK)
+			}
+			n.Clock.Advance(5 * time.Second)
+			n.unchanged(id, func() {
+				r := n.act(id, ctResend, "")
+				mustError(t, r, http.StatusTooManyRequests, "REQUEST_LIMITED")
+				if h := r.Header.Get("Retry-After"); h != "" {
+					t.Errorf("Retry-After = %q on a limit no wait lifts", h)
+				}
+			})
+			mustStatus(t, n.act(id, ctDelete, "{}"), http.StatusOK)
+			n.unchanged(id, func() {
+				mustError(t, n.act(id, ctCreate, `{"type":"EMAIL","email":"other@example.com"}`), http.StatusTooManyRequests, "REQUEST_LIMITED")
+			})
+			if got := n.sentTo(to); got != 10 {
+				t.Errorf("messages = %d, want 10", got)
+			}
+			// TOTP sends nothing and is still possible.
+			mustStatus(t, n.create(id, "TOTP"), http.StatusOK)
+		})
+	})
+}

@@ -48,6 +48,9 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if err != nil {
 		return nil, err
 	}
+	if err := r.createGuard(t, address); err != nil {
+		return nil, err
+	}
 	max := r.sc.Env.MFASettings.Pairing.MaxAllowedDevices
 	n, err := s.deps.Devices.CountDevices(ctx, r.sc.Env.ID, r.in.UserID)
 	if err != nil {
@@ -131,6 +134,8 @@ func (s *Step) issueOTP(r *run, d *pending) func(context.Context) {
 	d.OTPHash = s.deps.Hasher.Hash(d.ID, code)
 	d.OTPExpiresAt = now.Add(rules.LifeTime.Std())
 	d.SentAt = now
+	r.st.LastSentTo, r.st.LastSentAt = d.Address, now
+	r.st.Sent++
 	d.Failures, d.LockedUntil = 0, time.Time{}
 	msg := delivery.PairingMessage(r.sc.Env.ID, delivery.Method(d.Type), d.Address, r.in.Locale, code)
 	execID := engine.LogID(r.sc.ExecutionID)
@@ -151,12 +156,18 @@ func (s *Step) issueOTP(r *run, d *pending) func(context.Context) {
 func (s *Step) resend(r *run) (*engine.Outcome, error) {
 	d := r.st.Pending
 	now := r.sc.Now
+	if err := r.lockoutGuard(); err != nil {
+		return nil, err
+	}
 	if now.Before(d.LockedUntil) {
 		return nil, engine.TooSoon("Too many wrong passcodes; a new passcode can be sent after the cool-down.", d.LockedUntil.Sub(now))
 	}
 	cool := r.policy.OTPMethodFor(d.Type).OTP.ResendCoolDown.Std()
 	if next := d.SentAt.Add(cool); now.Before(next) {
 		return nil, engine.TooSoon(fmt.Sprintf("A passcode was sent less than %s ago; wait before asking again.", cool), next.Sub(now))
+	}
+	if err := r.sendLimitGuard(); err != nil {
+		return nil, err
 	}
 	return &engine.Outcome{After: []func(context.Context){s.issueOTP(r, d)}}, nil
 }
@@ -172,6 +183,9 @@ func (s *Step) activate(r *run, p *actions.ActivateDevice) (*engine.Outcome, err
 	}
 	if !digitsOnly(p.OTP) || len(p.OTP) < 6 || len(p.OTP) > 10 {
 		return nil, invalid("otp", engine.DetailInvalidValue, "must be 6 to 10 digits")
+	}
+	if err := r.lockoutGuard(); err != nil {
+		return nil, err
 	}
 	now := r.sc.Now
 	var failure mfa.Failure
@@ -229,12 +243,21 @@ func (s *Step) activate(r *run, p *actions.ActivateDevice) (*engine.Outcome, err
 func (s *Step) wrongOTP(r *run, failure mfa.Failure) *engine.Outcome {
 	d := r.st.Pending
 	now := r.sc.Now
+	if r.countFailure() {
+		lockout := r.sc.Env.MFASettings.Lockout
+		e := engine.InvalidField("otp", engine.DetailOTPVoid, fmt.Sprintf(
+			"the passcode is wrong; after %d wrong passcodes enrollment is locked until %s",
+			lockout.FailureCount, r.st.LockoutUntil.UTC().Format(time.RFC3339)))
+		e.Details[0].InnerError = map[string]any{"remainingAttempts": 0}
+		return &engine.Outcome{Err: e}
+	}
 	d.Failures++
 	remaining := failure.Count - d.Failures
 	msg := fmt.Sprintf("the passcode is wrong; %d attempt(s) left", remaining)
 	code := engine.DetailInvalidOTP
 	if remaining <= 0 {
 		d.LockedUntil = now.Add(failure.CoolDown.Std())
+		r.st.CreateAfter = d.LockedUntil
 		if d.Type == mfa.TOTP {
 			// TOTP has nothing to resend: the lock itself is the cool-down,
 			// after which the count starts again.
@@ -250,6 +273,70 @@ func (s *Step) wrongOTP(r *run, failure mfa.Failure) *engine.Outcome {
 	e := engine.InvalidField("otp", code, msg)
 	e.Details[0].InnerError = map[string]any{"remainingAttempts": remaining}
 	return &engine.Outcome{Err: e}
+}
+
+// countFailure counts a wrong passcode towards mfaSettings.lockout and
+// reports whether it set the lockout off. The count starts again once a
+// lockout has been served.
+func (r *run) countFailure() bool {
+	lockout := r.sc.Env.MFASettings.Lockout
+	r.st.Failures++
+	if r.st.Failures < lockout.FailureCount {
+		return false
+	}
+	r.st.Failures = 0
+	r.st.LockoutUntil = r.sc.Now.Add(time.Duration(lockout.DurationSeconds) * time.Second)
+	r.st.CreateAfter = r.st.LockoutUntil
+	if d := r.st.Pending; d != nil {
+		// Void the passcode: after the lockout only a new one is accepted.
+		d.Failures, d.OTPHash, d.LockedUntil = 0, nil, time.Time{}
+	}
+	return true
+}
+
+// lockoutGuard refuses every passcode action while mfaSettings.lockout is
+// in force.
+func (r *run) lockoutGuard() error {
+	if now := r.sc.Now; now.Before(r.st.LockoutUntil) {
+		return engine.TooSoon("Too many wrong passcodes; enrollment is locked until "+
+			r.st.LockoutUntil.UTC().Format(time.RFC3339)+".", r.st.LockoutUntil.Sub(now))
+	}
+	return nil
+}
+
+// createGuard applies, to a new device, the limits the step has run into:
+// a lockout, a failure cool-down of a deleted device, the resend cool-down
+// when the passcode would go to the address of the last one (a deleted
+// device's), and the number of passcodes one step may send.
+func (r *run) createGuard(t mfa.DeviceType, address string) error {
+	if err := r.lockoutGuard(); err != nil {
+		return err
+	}
+	now := r.sc.Now
+	if now.Before(r.st.CreateAfter) {
+		return engine.TooSoon("Too many wrong passcodes; a new device can be created after the cool-down.", r.st.CreateAfter.Sub(now))
+	}
+	if !t.SendsOTP() {
+		return nil
+	}
+	if address == r.st.LastSentTo {
+		cool := r.policy.OTPMethodFor(t).OTP.ResendCoolDown.Std()
+		if next := r.st.LastSentAt.Add(cool); now.Before(next) {
+			return engine.TooSoon(fmt.Sprintf("A passcode was sent to this address less than %s ago; wait before asking for another.", cool), next.Sub(now))
+		}
+	}
+	return r.sendLimitGuard()
+}
+
+// maxPasscodes bounds what one enrollment step can send, whatever the
+// addresses: an execution id must not become a way to spam.
+const maxPasscodes = 10
+
+func (r *run) sendLimitGuard() error {
+	if r.st.Sent >= maxPasscodes {
+		return engine.LimitReached(fmt.Sprintf("This enrollment has sent the maximum of %d passcodes; start a new one.", maxPasscodes))
+	}
+	return nil
 }
 
 func voidMessage(d *pending, now time.Time) string {

@@ -54,6 +54,16 @@ func (s *Step) ValidateInput(in map[string]any) []engine.ErrorDetail { return va
 type state struct {
 	Status  string   `json:"s"`
 	Pending *pending `json:"p,omitempty"`
+
+	// Step-wide guards. They outlive the pending device, so that
+	// device.delete followed by device.create is no way around a resend
+	// cool-down, a failure cool-down or the attempt limits.
+	LastSentTo   string    `json:"lt,omitempty"` // address of the last passcode sent
+	LastSentAt   time.Time `json:"ls,omitzero"`
+	Sent         int       `json:"n,omitempty"` // passcodes sent by this step, at most maxPasscodes
+	CreateAfter  time.Time `json:"ca,omitzero"` // a failure cool-down carried over a delete
+	Failures     int       `json:"tf,omitempty"` // wrong passcodes towards mfaSettings.lockout
+	LockoutUntil time.Time `json:"lo,omitzero"` // mfaSettings.lockout in force: no create, resend or activate
 }
 
 // pending is the device being enrolled, not yet in the registry.
