@@ -60,10 +60,10 @@ type state struct {
 	// cool-down, a failure cool-down or the attempt limits.
 	LastSentTo   string    `json:"lt,omitempty"` // address of the last passcode sent
 	LastSentAt   time.Time `json:"ls,omitzero"`
-	Sent         int       `json:"n,omitempty"` // passcodes sent by this step, at most maxPasscodes
-	CreateAfter  time.Time `json:"ca,omitzero"` // a failure cool-down carried over a delete
+	Sent         int       `json:"n,omitempty"`  // passcodes sent by this step, at most maxPasscodes
+	CreateAfter  time.Time `json:"ca,omitzero"`  // a failure cool-down carried over a delete
 	Failures     int       `json:"tf,omitempty"` // wrong passcodes towards mfaSettings.lockout
-	LockoutUntil time.Time `json:"lo,omitzero"` // mfaSettings.lockout in force: no create, resend or activate
+	LockoutUntil time.Time `json:"lo,omitzero"`  // mfaSettings.lockout in force: no create, resend or activate
 }
 
 // pending is the device being enrolled, not yet in the registry.
