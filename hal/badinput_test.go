@@ -164,6 +164,8 @@ func TestStartBadInput(t *testing.T) {
 		{"bad phone", execPath, auth, start(`{"user":{"id":"a","mobilePhone":"555-1234"}}`), 400, "INVALID_DATA", []detail{{"inputs.user.mobilePhone", "INVALID_VALUE"}}},
 		{"bad email and phone", execPath, auth, start(`{"user":{"id":"a","email":"@","mobilePhone":"+0123"}}`), 400, "INVALID_DATA",
 			[]detail{{"inputs.user.email", "INVALID_VALUE"}, {"inputs.user.mobilePhone", "INVALID_VALUE"}}},
+		{"unknown input field", execPath, auth, start(`{"user":{"id":"a","emial":"a@example.com"}}`), 400, "INVALID_DATA", []detail{{"inputs.user.emial", "UNKNOWN_FIELD"}}},
+		{"unknown input group", execPath, auth, start(`{"user":{"id":"a"},"zzz":{"a":1}}`), 400, "INVALID_DATA", []detail{{"inputs.zzz.a", "UNKNOWN_FIELD"}}},
 		{"dotted keys are read too", execPath, auth, start(`{"user.id":"a","user.email":"nope"}`), 400, "INVALID_DATA", []detail{{"inputs.user.email", "INVALID_VALUE"}}},
 		{"bad webauthn compatibility", execPath, auth, start(`{"user":{"id":"a"},"webauthn":{"compatibility":"SOME"}}`), 400, "INVALID_DATA", []detail{{"inputs.webauthn.compatibility", "INVALID_VALUE"}}},
 		{"bad locale", execPath, auth, start(`{"user":{"id":"a"},"template":{"locale":"not a locale"}}`), 400, "INVALID_DATA", []detail{{"inputs.template.locale", "INVALID_VALUE"}}},

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/mail"
 	"regexp"
+	"slices"
+	"sort"
+	"strings"
 
 	"github.com/enrollflow/enrollflow/actions"
 	"github.com/enrollflow/enrollflow/engine"
@@ -114,8 +117,64 @@ func readInput(m map[string]any) input {
 	}
 }
 
-func validateInput(m map[string]any) []engine.ErrorDetail {
+// knownInputs are the step's input fields (seed 003, plus user.username
+// for message templates). template.variables is the integrator's own
+// object and stays open.
+var knownInputs = []string{"user.id", "user.email", "user.mobilePhone", "user.username",
+	"webauthn.compatibility", "template.locale", "template.variables"}
+
+const openInput = "template.variables"
+
+// unknownInputs names every input field the step does not know, so that a
+// typo such as user.emial is an error rather than a silently missing
+// address. Keys may be nested objects or dotted paths ("user.id"), as
+// engine.Lookup reads them.
+func unknownInputs(m map[string]any) []engine.ErrorDetail {
 	var details []engine.ErrorDetail
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		if slices.Contains(knownInputs, path) || strings.HasPrefix(path, openInput+".") {
+			return // a leaf: its value is checked by validateInput
+		}
+		if obj, ok := v.(map[string]any); ok {
+			for _, k := range sortedKeys(obj) {
+				walk(joinPath(path, k), obj[k])
+			}
+			return
+		}
+		for _, known := range knownInputs {
+			if strings.HasPrefix(known, path+".") {
+				if v != nil {
+					details = append(details, engine.ErrorDetail{Code: engine.DetailInvalidValue, Target: path, Message: "must be an object"})
+				}
+				return
+			}
+		}
+		details = append(details, engine.ErrorDetail{Code: engine.DetailUnknownField, Target: path,
+			Message: "is not an input of this step (known: " + strings.Join(knownInputs, ", ") + ")"})
+	}
+	walk("", m)
+	return details
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func validateInput(m map[string]any) []engine.ErrorDetail {
+	details := unknownInputs(m)
 	bad := func(target, code, msg string) {
 		details = append(details, engine.ErrorDetail{Code: code, Target: target, Message: msg})
 	}
@@ -148,6 +207,9 @@ func validateInput(m map[string]any) []engine.ErrorDetail {
 	}
 	if s, ok := optionalString("user.mobilePhone", "user", "mobilePhone"); ok && !ValidPhone(s) {
 		bad("user.mobilePhone", engine.DetailInvalidValue, "must be an E.164 phone number such as +15551234567")
+	}
+	if s, ok := optionalString("user.username", "user", "username"); ok && len(s) > 128 {
+		bad("user.username", engine.DetailInvalidValue, "must be at most 128 characters")
 	}
 	if s, ok := optionalString("webauthn.compatibility", "webauthn", "compatibility"); ok &&
 		s != "FULL" && s != "SECURITY_KEY_ONLY" && s != "NONE" {
