@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -126,6 +127,57 @@ func TestRateLimit(t *testing.T) {
 			mustStatus(t, n.admin(http.MethodGet, "/environments/demo/flows", ""), http.StatusOK)
 		}
 	})
+}
+
+// TestRateLimitBehindTrustedProxy: behind a trusted load balancer each
+// client has its own bucket, found in X-Forwarded-For from the right; a
+// client cannot escape its bucket by prepending addresses, and the header
+// from an untrusted peer is ignored.
+func TestRateLimitBehindTrustedProxy(t *testing.T) {
+	// The limiter is in the node, whatever the store: memory suffices.
+	b := &backend{t: t, name: "memory"}
+	clock := haltest.NewClock()
+	shared := b.Open(clock)
+	id := newNode(t, b, haltest.Options{Store: shared, Clock: clock}).start("proxied")
+	n := newNode(t, b, haltest.Options{Store: shared, Clock: clock, RateLimit: 1,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	from := func(peer, xff string) int {
+		req := httptest.NewRequest(http.MethodGet, execPath+"/"+id, nil)
+		req.RemoteAddr = peer + ":4000"
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		rec := httptest.NewRecorder()
+		n.Handler.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	exhaust := func(peer, xff string) {
+		t.Helper()
+		for range 10 {
+			if from(peer, xff) == http.StatusTooManyRequests {
+				return
+			}
+		}
+		t.Fatalf("10 quick GETs from %s (X-Forwarded-For %q) were all allowed", peer, xff)
+	}
+	exhaust("10.0.0.5", "203.0.113.9")
+	// Another client through the same balancer has its own bucket.
+	if got := from("10.0.0.5", "203.0.113.10"); got != http.StatusOK {
+		t.Errorf("second client behind the proxy: %d, want 200", got)
+	}
+	// Prepending a made-up hop does not give the first client a new bucket;
+	// two trusted hops (balancer behind balancer) are skipped.
+	if got := from("10.0.0.5", "198.51.100.1, 203.0.113.9"); got != http.StatusTooManyRequests {
+		t.Errorf("spoofed leftmost hop: %d, want 429", got)
+	}
+	if got := from("10.0.0.6", "203.0.113.9, 10.0.0.7"); got != http.StatusTooManyRequests {
+		t.Errorf("client behind two proxies: %d, want 429", got)
+	}
+	// From an untrusted peer the header means nothing: its own address counts.
+	exhaust("192.0.2.50", "203.0.113.77")
+	if got := from("10.0.0.5", "203.0.113.77"); got != http.StatusOK {
+		t.Errorf("203.0.113.77 through the proxy: %d, want 200 (the untrusted peer's header must not have used its bucket)", got)
+	}
 }
 
 // TestLogsCarryNoSecrets: a whole EMAIL enrollment, with a wrong code, a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -122,7 +123,7 @@ func (s *Server) requireAPIKey(next http.Handler) http.Handler {
 func (s *Server) rateLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.limiter != nil {
-			if ok, wait := s.limiter.allow(clientAddr(r)); !ok {
+			if ok, wait := s.limiter.allow(s.clientAddr(r)); !ok {
 				s.writeError(w, r, engine.TooSoon("Too many requests from this client; slow down.", wait))
 				return
 			}
@@ -131,12 +132,43 @@ func (s *Server) rateLimit(next http.Handler) http.Handler {
 	})
 }
 
-func clientAddr(r *http.Request) string {
+// clientAddr is the address a request is limited by: its peer, or, when
+// the peer is a trusted proxy, the nearest X-Forwarded-For hop that is not
+// one (the rightmost entries are the ones our own proxies appended; the
+// leftmost are whatever the client chose to send).
+func (s *Server) clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !s.trusted(peer) {
+		return host
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a malformed hop: trust nothing left of it
+		}
+		if !s.trusted(hop) {
+			return hop.Unmap().String()
+		}
 	}
 	return host
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // limiter is a token bucket per key, forgetting keys idle for ttl. It is

@@ -6,6 +6,7 @@ package hal
 
 import (
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -32,6 +33,11 @@ type Config struct {
 	// CORSOrigins are the browser origins allowed to call the API
 	// (scheme://host[:port]); none by default.
 	CORSOrigins []string
+	// TrustedProxies are the networks of the load balancers in front: from
+	// a peer inside them, the client address for the rate limit is taken
+	// from X-Forwarded-For. None by default: the header is ignored, since
+	// any client can send it.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is the API's http.Handler.

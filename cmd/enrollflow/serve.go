@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,6 +34,7 @@ type serveOptions struct {
 	listen, redisURL, configPath, outbox, logLevel, logFormat, publicURL, corsOrigins string
 	ttl                                                                               time.Duration
 	rateLimit                                                                         float64
+	trustedProxies                                                                    []netip.Prefix
 }
 
 func envOr(name, def string) string {
@@ -63,8 +65,21 @@ func parseServeFlags(args []string) (serveOptions, error) {
 		return o, fmt.Errorf("ENROLLFLOW_RATE_LIMIT: %w", err)
 	}
 	fs.Float64Var(&o.rateLimit, "rate-limit", rl, "requests per second per client address on /{envID}/flowExecutions; 0 disables (ENROLLFLOW_RATE_LIMIT)")
+	var proxies string
+	fs.StringVar(&proxies, "trusted-proxies", envOr("ENROLLFLOW_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of the load balancers in front, whose X-Forwarded-For names the client for the rate limit; empty: none (ENROLLFLOW_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	for _, item := range splitList(proxies) {
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			a, aerr := netip.ParseAddr(item)
+			if aerr != nil {
+				return o, fmt.Errorf("--trusted-proxies: %q is neither an IP address nor a CIDR such as 10.0.0.0/8", item)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		o.trustedProxies = append(o.trustedProxies, p.Masked())
 	}
 	if o.ttl < time.Minute || o.ttl > 24*time.Hour {
 		return o, fmt.Errorf("--execution-ttl: must be between 1m and 24h")
@@ -169,7 +184,7 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 
 	srv := &http.Server{
 		Handler: hal.New(hal.Config{Runner: runner, Store: st, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
-			CORSOrigins: splitList(o.corsOrigins)}),
+			CORSOrigins: splitList(o.corsOrigins), TrustedProxies: o.trustedProxies}),
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 16 << 10,
 	}

@@ -234,12 +234,21 @@ func TestServeFlagValidation(t *testing.T) {
 		{"--execution-ttl", "10s"},
 		{"--rate-limit", "-1"},
 		{"--no-such-flag"},
+		{"--trusted-proxies", "10.0.0.0/8,load-balancer"},
+		{"--trusted-proxies", "10.0.0.0/33"},
 	} {
 		if _, err := parseServeFlags(args); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
 	}
-	o, err := parseServeFlags([]string{"--log-level", "loud"})
+	o, err := parseServeFlags([]string{"--trusted-proxies", " 10.1.2.3/8, 192.0.2.1 ,::ffff:198.51.100.2,"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(o.trustedProxies); got != "[10.0.0.0/8 192.0.2.1/32 198.51.100.2/32]" {
+		t.Errorf("--trusted-proxies parsed as %s", got)
+	}
+	o, err = parseServeFlags([]string{"--log-level", "loud"})
 	if err != nil {
 		t.Fatal(err)
 	}

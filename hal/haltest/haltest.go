@@ -8,6 +8,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -80,7 +81,9 @@ type Options struct {
 	Clock     *Clock       // nil: a new Clock
 	Config    *config.File // nil: the demo environment with APIKey
 	RateLimit float64      // 0: no rate limit
-	Log       zerolog.Logger
+	// TrustedProxies: peers whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
+	Log            zerolog.Logger
 }
 
 // API is one node: its handler plus what a test needs to look inside.
@@ -111,7 +114,7 @@ func New(tb testing.TB, o Options) *API {
 	}
 	env, _ := runner.Environment(file.Environments[0].ID)
 	h := hal.New(hal.Config{Runner: runner, Store: o.Store, Log: o.Log, RateLimit: o.RateLimit,
-		BaseURL: "http://enrollflow.test"})
+		TrustedProxies: o.TrustedProxies, BaseURL: "http://enrollflow.test"})
 	return &API{Handler: h, Runner: runner, Store: o.Store, Clock: o.Clock, Outbox: outbox, Env: env}
 }
 
