@@ -149,6 +149,44 @@ func TestGolden(t *testing.T) {
 		z.name(str(r.Body, "device", "id"), "<SMS_DEVICE_ID>")
 		golden(t, z, "activation_required_sms", r)
 
+		// The 429 of a resend within the cool-down, then the resend itself.
+		r = n.act(smsExec, ctResend, "")
+		mustStatus(t, r, http.StatusTooManyRequests)
+		z.name(str(r.Body, "id"), "<ERROR_ID>")
+		golden(t, z, "error_too_soon", r)
+		clock.Advance(30 * time.Second)
+		r = n.act(smsExec, ctResend, "")
+		mustStatus(t, r, http.StatusOK)
+		golden(t, z, "otp_resent_sms", r)
+
+		// device.delete: back to DEVICE_ENROLLMENT_REQUIRED.
+		r = n.act(smsExec, ctDelete, "")
+		mustStatus(t, r, http.StatusOK)
+		golden(t, z, "device_deleted", r)
+
+		// ACTIVATION_REQUIRED for VOICE.
+		voiceExec := n.startFlow(demoFlow, map[string]any{"id": "val", "mobilePhone": "+15557654321"})
+		z.name(voiceExec, "<VOICE_EXECUTION_ID>")
+		r = n.create(voiceExec, "VOICE")
+		mustStatus(t, r, http.StatusOK)
+		z.name(str(r.Body, "device", "id"), "<VOICE_DEVICE_ID>")
+		golden(t, z, "activation_required_voice", r)
+
+		// The error bodies of a missing API key, an unknown execution and an
+		// unknown content type.
+		r = n.do(http.MethodPost, execPath, "application/json", startBody(demoFlow, map[string]any{"id": "x"}))
+		mustStatus(t, r, http.StatusUnauthorized)
+		z.name(str(r.Body, "id"), "<ERROR_ID>")
+		golden(t, z, "error_unauthorized", r)
+		r = n.get("0123456789abcdef0123456789abcdef0a1b")
+		mustStatus(t, r, http.StatusNotFound)
+		z.name(str(r.Body, "id"), "<ERROR_ID>")
+		golden(t, z, "error_not_found", r)
+		r = n.act(voiceExec, "application/json", `{"type":"EMAIL"}`)
+		mustStatus(t, r, http.StatusUnsupportedMediaType)
+		z.name(str(r.Body, "id"), "<ERROR_ID>")
+		golden(t, z, "error_unsupported_media_type", r)
+
 		// ACTIVATION_REQUIRED for TOTP.
 		totpExec := n.startFlow(demoFlow, map[string]any{"id": "tom", "email": "tom@example.com"})
 		z.name(totpExec, "<TOTP_EXECUTION_ID>")
