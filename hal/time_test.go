@@ -352,6 +352,34 @@ func TestDeleteAndCreateIsNoWayAround(t *testing.T) {
 			mustStatus(t, r, http.StatusOK)
 			mustState(t, r, "COMPLETED")
 		})
+		t.Run("the passcode is void after a lockout", func(t *testing.T) {
+			n := newNode(t, b, haltest.Options{})
+			id := n.start("void")
+			const to = "void@example.com"
+			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
+			code := n.passcode(to)
+			for range 3 {
+				mustStatus(t, n.activate(id, wrongCode(code)), http.StatusBadRequest)
+			}
+			n.Clock.Advance(2 * time.Minute)
+			mustStatus(t, n.act(id, ctResend, ""), http.StatusOK)
+			code = n.passcode(to)
+			for range 2 {
+				mustStatus(t, n.activate(id, wrongCode(code)), http.StatusBadRequest)
+			}
+			n.Clock.Advance(10 * time.Minute)
+			// The lockout is over, but the passcode it voided stays void.
+			n.unchanged(id, func() {
+				mustError(t, n.activate(id, code), http.StatusBadRequest, "INVALID_DATA", detail{"otp", "OTP_ATTEMPTS_EXCEEDED"})
+			})
+			if r := n.get(id); num(r.Body, "device", "otp", "remainingAttempts") != 0 {
+				t.Errorf("remainingAttempts after the lockout = %v, want 0", at(r.Body, "device", "otp"))
+			}
+			mustStatus(t, n.act(id, ctResend, ""), http.StatusOK)
+			r := n.activate(id, n.passcode(to))
+			mustStatus(t, r, http.StatusOK)
+			mustState(t, r, "COMPLETED")
+		})
 		t.Run("at most 10 passcodes per step", func(t *testing.T) {
 			n := newNode(t, b, haltest.Options{})
 			id := n.start("chatty")

@@ -243,7 +243,7 @@ func (s *Step) activate(r *run, p *actions.ActivateDevice) (*engine.Outcome, err
 func (s *Step) wrongOTP(r *run, failure mfa.Failure) *engine.Outcome {
 	d := r.st.Pending
 	now := r.sc.Now
-	if r.countFailure() {
+	if r.countFailure(failure) {
 		lockout := r.sc.Env.MFASettings.Lockout
 		e := engine.InvalidField("otp", engine.DetailOTPVoid, fmt.Sprintf(
 			"the passcode is wrong; after %d wrong passcodes enrollment is locked until %s",
@@ -278,7 +278,7 @@ func (s *Step) wrongOTP(r *run, failure mfa.Failure) *engine.Outcome {
 // countFailure counts a wrong passcode towards mfaSettings.lockout and
 // reports whether it set the lockout off. The count starts again once a
 // lockout has been served.
-func (r *run) countFailure() bool {
+func (r *run) countFailure(failure mfa.Failure) bool {
 	lockout := r.sc.Env.MFASettings.Lockout
 	r.st.Failures++
 	if r.st.Failures < lockout.FailureCount {
@@ -287,9 +287,13 @@ func (r *run) countFailure() bool {
 	r.st.Failures = 0
 	r.st.LockoutUntil = r.sc.Now.Add(time.Duration(lockout.DurationSeconds) * time.Second)
 	r.st.CreateAfter = r.st.LockoutUntil
-	if d := r.st.Pending; d != nil {
-		// Void the passcode: after the lockout only a new one is accepted.
-		d.Failures, d.OTPHash, d.LockedUntil = 0, nil, time.Time{}
+	d := r.st.Pending
+	if d.Type.SendsOTP() {
+		// The passcode is void: after the lockout only a resent one counts.
+		d.Failures, d.OTPHash, d.LockedUntil = failure.Count, nil, r.st.LockoutUntil
+	} else {
+		// TOTP has nothing to resend; after the lockout it counts afresh.
+		d.Failures, d.LockedUntil = 0, time.Time{}
 	}
 	return true
 }
