@@ -14,25 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/hal/haltest"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func readOutbox(t *testing.T, dir string) (msgs map[string]delivery.Message, others []string) {
 	t.Helper()
@@ -63,7 +46,7 @@ func readOutbox(t *testing.T, dir string) (msgs map[string]delivery.Message, oth
 
 func TestOutboxWritesOneFilePerMessage(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nested", "outbox")
-	var logs syncBuffer
+	var logs haltest.LogBuffer
 	ob, err := delivery.NewOutbox(dir, zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +104,7 @@ func TestOutboxWritesOneFilePerMessage(t *testing.T) {
 
 func TestOutboxConcurrentSends(t *testing.T) {
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs haltest.LogBuffer
 	ob, err := delivery.NewOutbox(dir, zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)

@@ -185,7 +185,7 @@ func TestRateLimitBehindTrustedProxy(t *testing.T) {
 // log, but neither a passcode nor the full e-mail address.
 func TestLogsCarryNoSecrets(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		var buf syncBuffer
+		var buf haltest.LogBuffer
 		log := zerolog.New(&buf).Level(zerolog.DebugLevel)
 		n := newNode(t, b, haltest.Options{Log: log})
 		const address = "secret.person.4711@example.com"

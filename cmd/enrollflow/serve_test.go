@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,30 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enrollflow/enrollflow/hal/haltest"
 	"github.com/enrollflow/enrollflow/store/redis/redistest"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type node struct {
 	base           string
-	stdout, stderr *syncBuffer
+	stdout, stderr *haltest.LogBuffer
 	stop           func() error
 }
 
@@ -50,7 +32,7 @@ func startNode(t *testing.T, args ...string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	n := &node{stdout: &haltest.LogBuffer{}, stderr: &haltest.LogBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
