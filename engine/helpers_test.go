@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -99,24 +98,4 @@ func stepRegistry(t testing.TB, devices store.Devices, sender delivery.Sender) *
 	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{
 		Devices: devices, Sender: sender, Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: zerolog.Nop(),
 	}))
-}
-
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }

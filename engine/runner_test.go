@@ -19,6 +19,7 @@ import (
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/store"
 	"github.com/enrollflow/enrollflow/store/memory"
+	"github.com/enrollflow/enrollflow/store/storetest"
 )
 
 func mfaSettings() mfa.Settings {
@@ -77,7 +78,7 @@ func (h *hookStore) GetExecution(ctx context.Context, envID, id string) (store.E
 
 type harness struct {
 	t      *testing.T
-	clock  *clock
+	clock  *storetest.Clock
 	store  *hookStore
 	env    *engine.Environment
 	reg    *engine.StepRegistry
@@ -87,7 +88,7 @@ type harness struct {
 
 func newHarness(t *testing.T, settings mfa.Settings) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: newClock(), sender: &captureSender{}}
+	h := &harness{t: t, clock: storetest.NewClock(), sender: &captureSender{}}
 	h.store = &hookStore{Store: memory.New(h.clock.Now)}
 	h.env = testEnv(t, settings)
 	h.reg = stepRegistry(t, h.store, h.sender)
