@@ -21,6 +21,9 @@ const (
 // Message is one rendered message. Body holds the passcode: a Sender must
 // never log it.
 type Message struct {
+	// ID names this delivery; it stays the same across retries so that a
+	// receiver can drop a duplicate.
+	ID        string `json:"id,omitempty"`
 	EnvID     string `json:"environmentId"`
 	Method    Method `json:"channel"`
 	Recipient string `json:"recipient"`
