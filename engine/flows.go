@@ -48,7 +48,7 @@ func (r *Runner) configuredFlow(envID, id string) (*Flow, bool) {
 // GetFlow loads one flow definition: the one saved through the API, else
 // the configured one.
 func (r *Runner) GetFlow(ctx context.Context, env *Environment, id string) (*Flow, error) {
-	rec, err := r.store.GetFlow(ctx, env.ID, id)
+	rec, err := r.store.GetDocument(ctx, env.ID, store.KindFlow, id)
 	if errors.Is(err, store.ErrNotFound) {
 		if f, ok := r.configuredFlow(env.ID, id); ok {
 			return f, nil
@@ -67,7 +67,7 @@ func (r *Runner) GetFlow(ctx context.Context, env *Environment, id string) (*Flo
 // ListFlows lists an environment's flows by id, saved ones over
 // configured ones.
 func (r *Runner) ListFlows(ctx context.Context, env *Environment) ([]*Flow, error) {
-	recs, err := r.store.ListFlows(ctx, env.ID)
+	recs, err := r.store.ListDocuments(ctx, env.ID, store.KindFlow)
 	if err != nil {
 		return nil, storeError(err, "flows")
 	}
@@ -112,7 +112,7 @@ func (r *Runner) SaveFlow(ctx context.Context, env *Environment, f *Flow, onlyIf
 	if err != nil {
 		return false, AsError(err)
 	}
-	created, err := r.store.PutFlow(ctx, store.Flow{EnvID: env.ID, ID: f.ID, Data: data}, onlyIfAbsent)
+	created, err := r.store.PutDocument(ctx, store.Document{EnvID: env.ID, Kind: store.KindFlow, ID: f.ID, Data: data}, onlyIfAbsent)
 	if err != nil {
 		return false, storeError(err, "flow")
 	}
@@ -124,7 +124,7 @@ func (r *Runner) SaveFlow(ctx context.Context, env *Environment, f *Flow, onlyIf
 // override of a configured flow restores the configured definition; a
 // configured flow itself cannot be deleted through the API.
 func (r *Runner) DeleteFlow(ctx context.Context, env *Environment, id string) error {
-	err := r.store.DeleteFlow(ctx, env.ID, id)
+	err := r.store.DeleteDocument(ctx, env.ID, store.KindFlow, id)
 	if errors.Is(err, store.ErrNotFound) && r.IsConfigured(env, id) {
 		return &Error{Status: http.StatusConflict, Code: CodeActionNotAllowed,
 			Message: "Flow " + id + " is defined in the configuration file; remove it there."}

@@ -44,12 +44,25 @@ type Device struct {
 	Data   []byte
 }
 
-// Flow is one stored flow definition.
-type Flow struct {
+// Document is one piece of an environment's configuration saved through the
+// management API: a flow definition, a template content, a channel. Kind
+// says which; ids are unique per environment and kind.
+type Document struct {
 	EnvID string
+	Kind  Kind
 	ID    string
 	Data  []byte
 }
+
+// Kind is a kind of Document. The set is closed: backends may use it in key
+// names.
+type Kind string
+
+const (
+	KindFlow     Kind = "flows"
+	KindTemplate Kind = "templates"
+	KindChannel  Kind = "channels"
+)
 
 // Executions keeps flow executions with versioned compare-and-set.
 type Executions interface {
@@ -78,21 +91,23 @@ type Devices interface {
 	CountDevices(ctx context.Context, envID, userID string) (int, error)
 }
 
-// Flows keeps flow definitions per environment.
-type Flows interface {
-	ListFlows(ctx context.Context, envID string) ([]Flow, error)
-	GetFlow(ctx context.Context, envID, flowID string) (Flow, error)
-	// PutFlow creates or replaces a flow. With onlyIfAbsent it never
-	// replaces, and reports whether it created.
-	PutFlow(ctx context.Context, flow Flow, onlyIfAbsent bool) (created bool, err error)
-	DeleteFlow(ctx context.Context, envID, flowID string) error
+// Documents keeps configuration documents per environment and kind.
+type Documents interface {
+	// ListDocuments returns an environment's documents of one kind, sorted
+	// by id.
+	ListDocuments(ctx context.Context, envID string, kind Kind) ([]Document, error)
+	GetDocument(ctx context.Context, envID string, kind Kind, id string) (Document, error)
+	// PutDocument creates or replaces a document. With onlyIfAbsent it
+	// never replaces, and reports whether it created.
+	PutDocument(ctx context.Context, doc Document, onlyIfAbsent bool) (created bool, err error)
+	DeleteDocument(ctx context.Context, envID string, kind Kind, id string) error
 }
 
 // Store is everything a node keeps outside itself.
 type Store interface {
 	Executions
 	Devices
-	Flows
+	Documents
 	// Ping reports whether the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	Close() error

@@ -19,9 +19,9 @@ type Store struct {
 	now func() time.Time
 
 	mu         sync.Mutex
-	executions map[string]store.Execution         // env + "/" + id
-	devices    map[string]map[string]store.Device // env + "/" + user -> id -> device
-	flows      map[string]map[string]store.Flow   // env -> id -> flow
+	executions map[string]store.Execution           // env + "/" + id
+	devices    map[string]map[string]store.Device   // env + "/" + user -> id -> device
+	docs       map[docKey]map[string]store.Document // id -> document
 	sweepAt    time.Time
 }
 
@@ -34,7 +34,7 @@ func New(now func() time.Time) *Store {
 		now:        now,
 		executions: map[string]store.Execution{},
 		devices:    map[string]map[string]store.Device{},
-		flows:      map[string]map[string]store.Flow{},
+		docs:       map[docKey]map[string]store.Document{},
 	}
 }
 
@@ -185,53 +185,62 @@ func (s *Store) CountDevices(_ context.Context, envID, userID string) (int, erro
 	return len(s.devices[execKey(envID, userID)]), nil
 }
 
-func (s *Store) ListFlows(_ context.Context, envID string) ([]store.Flow, error) {
+// docKey names one environment's documents of one kind.
+type docKey struct {
+	env  string
+	kind store.Kind
+}
+
+func (s *Store) ListDocuments(_ context.Context, envID string, kind store.Kind) ([]store.Document, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]store.Flow, 0, len(s.flows[envID]))
-	for _, f := range s.flows[envID] {
-		f.Data = clone(f.Data)
-		out = append(out, f)
+	docs := s.docs[docKey{envID, kind}]
+	out := make([]store.Document, 0, len(docs))
+	for _, d := range docs {
+		d.Data = clone(d.Data)
+		out = append(out, d)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
-func (s *Store) GetFlow(_ context.Context, envID, flowID string) (store.Flow, error) {
+func (s *Store) GetDocument(_ context.Context, envID string, kind store.Kind, id string) (store.Document, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.flows[envID][flowID]
+	d, ok := s.docs[docKey{envID, kind}][id]
 	if !ok {
-		return store.Flow{}, store.ErrNotFound
+		return store.Document{}, store.ErrNotFound
 	}
-	f.Data = clone(f.Data)
-	return f, nil
+	d.Data = clone(d.Data)
+	return d, nil
 }
 
-func (s *Store) PutFlow(_ context.Context, flow store.Flow, onlyIfAbsent bool) (bool, error) {
+func (s *Store) PutDocument(_ context.Context, doc store.Document, onlyIfAbsent bool) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	envFlows := s.flows[flow.EnvID]
-	if envFlows == nil {
-		envFlows = map[string]store.Flow{}
-		s.flows[flow.EnvID] = envFlows
+	k := docKey{doc.EnvID, doc.Kind}
+	docs := s.docs[k]
+	if docs == nil {
+		docs = map[string]store.Document{}
+		s.docs[k] = docs
 	}
-	_, exists := envFlows[flow.ID]
+	_, exists := docs[doc.ID]
 	if exists && onlyIfAbsent {
 		return false, nil
 	}
-	flow.Data = clone(flow.Data)
-	envFlows[flow.ID] = flow
+	doc.Data = clone(doc.Data)
+	docs[doc.ID] = doc
 	return !exists, nil
 }
 
-func (s *Store) DeleteFlow(_ context.Context, envID, flowID string) error {
+func (s *Store) DeleteDocument(_ context.Context, envID string, kind store.Kind, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.flows[envID][flowID]; !ok {
+	k := docKey{envID, kind}
+	if _, ok := s.docs[k][id]; !ok {
 		return store.ErrNotFound
 	}
-	delete(s.flows[envID], flowID)
+	delete(s.docs[k], id)
 	return nil
 }
 

@@ -9,7 +9,7 @@
 //
 //	ef:{p<partition>}:x:<env>:<execution id>   HASH  v=version e=expiresAt (unix ms) d=data w=write token
 //	ef:{p<partition>}:d:<env>:<user>           HASH  device id -> device data
-//	ef:{e:<env>}:flows                         HASH  flow id -> flow data
+//	ef:{e:<env>}:<kind>                        HASH  document id -> data (kind: flows, templates, channels)
 //
 // <partition> is the user's store.Partition. An execution id carries it (see
 // store.NewExecutionID), so a request that names only the execution still
@@ -222,8 +222,10 @@ func (s *Store) registryKey(envID, userID string) string {
 	return s.prefix + ":{p" + store.Partition(envID, userID) + "}:d:" + escapeEnv(envID) + ":" + userID
 }
 
-func (s *Store) flowsKey(envID string) string {
-	return s.prefix + ":{e:" + envID + "}:flows"
+// docsKey is one environment's documents of one kind: "flows",
+// "templates" or "channels" (store.Kind is a closed set).
+func (s *Store) docsKey(envID string, kind store.Kind) string {
+	return s.prefix + ":{e:" + envID + "}:" + string(kind)
 }
 
 // escapeEnv percent-escapes '%' and ':' so that "<env>:<user>" is
@@ -452,50 +454,50 @@ func (s *Store) CountDevices(ctx context.Context, envID, userID string) (int, er
 	return int(n), nil
 }
 
-// Flows.
+// Documents.
 
-func (s *Store) ListFlows(ctx context.Context, envID string) ([]store.Flow, error) {
-	all, err := s.client.HGetAll(ctx, s.flowsKey(envID)).Result()
+func (s *Store) ListDocuments(ctx context.Context, envID string, kind store.Kind) ([]store.Document, error) {
+	all, err := s.client.HGetAll(ctx, s.docsKey(envID, kind)).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	out := make([]store.Flow, 0, len(all))
+	out := make([]store.Document, 0, len(all))
 	for id, data := range all {
-		out = append(out, store.Flow{EnvID: envID, ID: id, Data: []byte(data)})
+		out = append(out, store.Document{EnvID: envID, Kind: kind, ID: id, Data: []byte(data)})
 	}
-	slices.SortFunc(out, func(a, b store.Flow) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b store.Document) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
-func (s *Store) GetFlow(ctx context.Context, envID, flowID string) (store.Flow, error) {
-	data, err := s.client.HGet(ctx, s.flowsKey(envID), flowID).Bytes()
+func (s *Store) GetDocument(ctx context.Context, envID string, kind store.Kind, id string) (store.Document, error) {
+	data, err := s.client.HGet(ctx, s.docsKey(envID, kind), id).Bytes()
 	if errors.Is(err, goredis.Nil) {
-		return store.Flow{}, store.ErrNotFound
+		return store.Document{}, store.ErrNotFound
 	}
 	if err != nil {
-		return store.Flow{}, unavailable(err)
+		return store.Document{}, unavailable(err)
 	}
-	return store.Flow{EnvID: envID, ID: flowID, Data: data}, nil
+	return store.Document{EnvID: envID, Kind: kind, ID: id, Data: data}, nil
 }
 
-func (s *Store) PutFlow(ctx context.Context, flow store.Flow, onlyIfAbsent bool) (bool, error) {
-	key := s.flowsKey(flow.EnvID)
+func (s *Store) PutDocument(ctx context.Context, doc store.Document, onlyIfAbsent bool) (bool, error) {
+	key := s.docsKey(doc.EnvID, doc.Kind)
 	if onlyIfAbsent {
-		created, err := s.client.HSetNX(ctx, key, flow.ID, flow.Data).Result()
+		created, err := s.client.HSetNX(ctx, key, doc.ID, doc.Data).Result()
 		if err != nil {
 			return false, unavailable(err)
 		}
 		return created, nil
 	}
-	added, err := s.client.HSet(ctx, key, flow.ID, flow.Data).Result()
+	added, err := s.client.HSet(ctx, key, doc.ID, doc.Data).Result()
 	if err != nil {
 		return false, unavailable(err)
 	}
 	return added == 1, nil
 }
 
-func (s *Store) DeleteFlow(ctx context.Context, envID, flowID string) error {
-	n, err := s.client.HDel(ctx, s.flowsKey(envID), flowID).Result()
+func (s *Store) DeleteDocument(ctx context.Context, envID string, kind store.Kind, id string) error {
+	n, err := s.client.HDel(ctx, s.docsKey(envID, kind), id).Result()
 	if err != nil {
 		return unavailable(err)
 	}

@@ -181,8 +181,8 @@ func TestKeyLayout(t *testing.T) {
 	if err := s.CommitEnrollment(ctx, upd, dev, 3); err != nil {
 		t.Fatalf("CommitEnrollment: %v", err)
 	}
-	if _, err := s.PutFlow(ctx, store.Flow{EnvID: envID, ID: "signup", Data: []byte("{}")}, false); err != nil {
-		t.Fatalf("PutFlow: %v", err)
+	if _, err := s.PutDocument(ctx, store.Document{EnvID: envID, Kind: store.KindFlow, ID: "signup", Data: []byte("{}")}, false); err != nil {
+		t.Fatalf("PutDocument: %v", err)
 	}
 
 	execKey := "ef:{p" + part + "}:x:acme:" + exec.ID

@@ -88,7 +88,7 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.S
 		{"ConcurrentMixedWriters", testConcurrentMixedWriters},
 		{"Devices", testDevices},
 		{"DevicesIsolation", testDevicesIsolation},
-		{"Flows", testFlows},
+		{"Documents", testDocuments},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -647,81 +647,93 @@ func testDevicesIsolation(e *env) {
 	e.wantDevices("env2", "alice", alice2)
 }
 
-func (e *env) wantFlows(envID string, want ...store.Flow) {
+func (e *env) wantDocs(envID string, kind store.Kind, want ...store.Document) {
 	e.t.Helper()
-	got, err := e.s.ListFlows(e.ctx, envID)
+	got, err := e.s.ListDocuments(e.ctx, envID, kind)
 	if err != nil {
-		e.t.Fatalf("ListFlows(%s): %v", envID, err)
+		e.t.Fatalf("ListDocuments(%s, %s): %v", envID, kind, err)
 	}
 	if len(got) != len(want) {
-		e.t.Fatalf("ListFlows(%s) returned %d flows, want %d: %v", envID, len(got), len(want), got)
+		e.t.Fatalf("ListDocuments(%s, %s) returned %d documents, want %d: %v", envID, kind, len(got), len(want), got)
 	}
 	for i := range want {
-		if got[i].EnvID != want[i].EnvID || got[i].ID != want[i].ID || !bytes.Equal(got[i].Data, want[i].Data) {
-			e.t.Errorf("ListFlows(%s)[%d] = {%s %s %q}, want {%s %s %q} (sorted by id)", envID, i,
-				got[i].EnvID, got[i].ID, got[i].Data, want[i].EnvID, want[i].ID, want[i].Data)
+		if got[i].EnvID != want[i].EnvID || got[i].Kind != want[i].Kind || got[i].ID != want[i].ID || !bytes.Equal(got[i].Data, want[i].Data) {
+			e.t.Errorf("ListDocuments(%s, %s)[%d] = {%s %s %s %q}, want {%s %s %s %q} (sorted by id)", envID, kind, i,
+				got[i].EnvID, got[i].Kind, got[i].ID, got[i].Data, want[i].EnvID, want[i].Kind, want[i].ID, want[i].Data)
 		}
 	}
 }
 
-func (e *env) putFlow(f store.Flow, onlyIfAbsent, wantCreated bool) {
+func (e *env) putDoc(d store.Document, onlyIfAbsent, wantCreated bool) {
 	e.t.Helper()
-	created, err := e.s.PutFlow(e.ctx, f, onlyIfAbsent)
+	created, err := e.s.PutDocument(e.ctx, d, onlyIfAbsent)
 	if err != nil {
-		e.t.Fatalf("PutFlow(%s, onlyIfAbsent=%v): %v", f.ID, onlyIfAbsent, err)
+		e.t.Fatalf("PutDocument(%s/%s, onlyIfAbsent=%v): %v", d.Kind, d.ID, onlyIfAbsent, err)
 	}
 	if created != wantCreated {
-		e.t.Errorf("PutFlow(%s, onlyIfAbsent=%v) created = %v, want %v", f.ID, onlyIfAbsent, created, wantCreated)
+		e.t.Errorf("PutDocument(%s/%s, onlyIfAbsent=%v) created = %v, want %v", d.Kind, d.ID, onlyIfAbsent, created, wantCreated)
 	}
 }
 
-func testFlows(e *env) {
-	e.wantFlows("env1")
+func testDocuments(e *env) {
+	flow := func(env, id, data string) store.Document {
+		return store.Document{EnvID: env, Kind: store.KindFlow, ID: id, Data: []byte(data)}
+	}
+	e.wantDocs("env1", store.KindFlow)
 
-	b := store.Flow{EnvID: "env1", ID: "signup", Data: []byte(`{"v":1}`)}
-	a := store.Flow{EnvID: "env1", ID: "login", Data: []byte(`{"v":1}`)}
-	c := store.Flow{EnvID: "env1", ID: "recover", Data: []byte(`{"v":1}`)}
-	e.putFlow(b, false, true)
-	e.putFlow(a, true, true)
-	e.putFlow(c, false, true)
-	e.wantFlows("env1", a, c, b)
+	b, a, c := flow("env1", "signup", `{"v":1}`), flow("env1", "login", `{"v":1}`), flow("env1", "recover", `{"v":1}`)
+	e.putDoc(b, false, true)
+	e.putDoc(a, true, true)
+	e.putDoc(c, false, true)
+	e.wantDocs("env1", store.KindFlow, a, c, b)
 
-	got, err := e.s.GetFlow(e.ctx, "env1", "signup")
+	got, err := e.s.GetDocument(e.ctx, "env1", store.KindFlow, "signup")
 	if err != nil {
-		e.t.Fatalf("GetFlow: %v", err)
+		e.t.Fatalf("GetDocument: %v", err)
 	}
-	if got.EnvID != "env1" || got.ID != "signup" || !bytes.Equal(got.Data, b.Data) {
-		e.t.Errorf("GetFlow = {%s %s %q}, want {%s %s %q}", got.EnvID, got.ID, got.Data, b.EnvID, b.ID, b.Data)
+	if got.EnvID != "env1" || got.Kind != store.KindFlow || got.ID != "signup" || !bytes.Equal(got.Data, b.Data) {
+		e.t.Errorf("GetDocument = {%s %s %s %q}, want {%s %s %s %q}", got.EnvID, got.Kind, got.ID, got.Data, b.EnvID, b.Kind, b.ID, b.Data)
 	}
-	_, err = e.s.GetFlow(e.ctx, "env1", "nope")
-	wantErr(e.t, "GetFlow of an unknown id", err, store.ErrNotFound)
+	_, err = e.s.GetDocument(e.ctx, "env1", store.KindFlow, "nope")
+	wantErr(e.t, "GetDocument of an unknown id", err, store.ErrNotFound)
 
 	// Replace reports created=false and replaces.
 	b.Data = []byte(`{"v":2}`)
-	e.putFlow(b, false, false)
+	e.putDoc(b, false, false)
 	// onlyIfAbsent never replaces.
-	e.putFlow(store.Flow{EnvID: "env1", ID: "signup", Data: []byte(`{"v":3}`)}, true, false)
-	e.wantFlows("env1", a, c, b)
+	e.putDoc(flow("env1", "signup", `{"v":3}`), true, false)
+	e.wantDocs("env1", store.KindFlow, a, c, b)
 
-	// Flows are per environment.
-	other := store.Flow{EnvID: "env2", ID: "signup", Data: []byte(`{"env":2}`)}
-	e.putFlow(other, true, true)
-	e.wantFlows("env2", other)
-	e.wantFlows("env1", a, c, b)
-	_, err = e.s.GetFlow(e.ctx, "env3", "signup")
-	wantErr(e.t, "GetFlow from another env", err, store.ErrNotFound)
+	// Documents are per environment and per kind: the same id elsewhere is
+	// another document.
+	other := flow("env2", "signup", `{"env":2}`)
+	e.putDoc(other, true, true)
+	tpl := store.Document{EnvID: "env1", Kind: store.KindTemplate, ID: "signup", Data: []byte(`{"tpl":1}`)}
+	ch := store.Document{EnvID: "env1", Kind: store.KindChannel, ID: "SMS", Data: []byte(`{"ch":1}`)}
+	e.putDoc(tpl, true, true)
+	e.putDoc(ch, false, true)
+	e.wantDocs("env2", store.KindFlow, other)
+	e.wantDocs("env1", store.KindFlow, a, c, b)
+	e.wantDocs("env1", store.KindTemplate, tpl)
+	e.wantDocs("env1", store.KindChannel, ch)
+	_, err = e.s.GetDocument(e.ctx, "env3", store.KindFlow, "signup")
+	wantErr(e.t, "GetDocument from another env", err, store.ErrNotFound)
+	_, err = e.s.GetDocument(e.ctx, "env1", store.KindChannel, "signup")
+	wantErr(e.t, "GetDocument of another kind", err, store.ErrNotFound)
 
-	if err := e.s.DeleteFlow(e.ctx, "env1", "login"); err != nil {
-		e.t.Fatalf("DeleteFlow: %v", err)
+	if err := e.s.DeleteDocument(e.ctx, "env1", store.KindFlow, "login"); err != nil {
+		e.t.Fatalf("DeleteDocument: %v", err)
 	}
-	_, err = e.s.GetFlow(e.ctx, "env1", "login")
-	wantErr(e.t, "GetFlow after delete", err, store.ErrNotFound)
-	wantErr(e.t, "DeleteFlow twice", e.s.DeleteFlow(e.ctx, "env1", "login"), store.ErrNotFound)
-	wantErr(e.t, "DeleteFlow from another env", e.s.DeleteFlow(e.ctx, "env3", "signup"), store.ErrNotFound)
-	e.wantFlows("env1", c, b)
-	e.wantFlows("env2", other)
+	_, err = e.s.GetDocument(e.ctx, "env1", store.KindFlow, "login")
+	wantErr(e.t, "GetDocument after delete", err, store.ErrNotFound)
+	wantErr(e.t, "DeleteDocument twice", e.s.DeleteDocument(e.ctx, "env1", store.KindFlow, "login"), store.ErrNotFound)
+	wantErr(e.t, "DeleteDocument from another env", e.s.DeleteDocument(e.ctx, "env3", store.KindFlow, "signup"), store.ErrNotFound)
+	wantErr(e.t, "DeleteDocument of another kind", e.s.DeleteDocument(e.ctx, "env1", store.KindTemplate, "recover"), store.ErrNotFound)
+	e.wantDocs("env1", store.KindFlow, c, b)
+	e.wantDocs("env2", store.KindFlow, other)
+	e.wantDocs("env1", store.KindTemplate, tpl)
 
-	// A deleted flow can be created again.
-	e.putFlow(a, true, true)
-	e.wantFlows("env1", a, c, b)
+	// A deleted document can be created again.
+	e.putDoc(a, true, true)
+	e.wantDocs("env1", store.KindFlow, a, c, b)
 }
