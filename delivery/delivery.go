@@ -33,6 +33,22 @@ type Message struct {
 	HTMLBody  string `json:"htmlBody,omitempty"`
 }
 
+// Pairing asks for a device-pairing message: the passcode and what a
+// template may say around it.
+type Pairing struct {
+	EnvID     string
+	Method    Method
+	Recipient string
+	// Locale is the step input template.locale ("" for the environment's
+	// default); Variant the step configuration's template.variant.
+	Locale, Variant string
+	OTP             string
+	// The user, for ${user.username}, ${user.email}, ${user.mobilePhone}.
+	Username, Email, MobilePhone string
+	// Variables are the input template.variables, as text.
+	Variables map[string]string
+}
+
 // Sender delivers messages over one channel.
 type Sender interface {
 	Send(ctx context.Context, msg Message) error

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -21,18 +22,27 @@ type Error struct {
 	// RetryAfter is the provider's own hint (a 429's Retry-After); zero when
 	// it gave none.
 	RetryAfter time.Duration
-	Err        error
+	// Attempts is how many sends Retrying made before giving up; zero when
+	// the error did not come through Retrying.
+	Attempts int
+	Err      error
 }
 
 func (e *Error) Error() string {
-	kind := "transient"
+	what := "transient failure"
 	if e.Permanent {
-		kind = "permanent"
+		what = "permanent failure"
+	}
+	switch {
+	case e.Attempts == 1:
+		what += " after 1 attempt"
+	case e.Attempts > 1:
+		what += " after " + strconv.Itoa(e.Attempts) + " attempts"
 	}
 	if e.Err == nil {
-		return "delivery: " + kind + " failure: " + e.Reason
+		return "delivery: " + what + ": " + e.Reason
 	}
-	return "delivery: " + kind + " failure: " + e.Reason + ": " + e.Err.Error()
+	return "delivery: " + what + ": " + e.Reason + ": " + e.Err.Error()
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -52,6 +62,16 @@ func Transient(reason string, err error) error {
 func IsPermanent(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Permanent
+}
+
+// AttemptsOf is how many sends Retrying made before it returned err (zero
+// when err did not come through Retrying).
+func AttemptsOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Attempts
+	}
+	return 0
 }
 
 // ReasonOf is the loggable reason of a failure ("unclassified" when no

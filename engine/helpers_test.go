@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/templates"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
@@ -45,10 +46,21 @@ func testEnv(t testing.TB, settings mfa.Settings) *engine.Environment {
 	return env
 }
 
-// captureSender records every message; tests read passcodes from it.
+// captureSender renders the built-in texts and records every message;
+// tests read passcodes from it.
 type captureSender struct {
 	mu   sync.Mutex
 	msgs []delivery.Message
+}
+
+func (c *captureSender) ComposePairing(_ context.Context, p delivery.Pairing) (delivery.Message, error) {
+	var builtin *templates.Set
+	out, err := builtin.Render(templates.Request{Method: p.Method, Locale: p.Locale, OTP: p.OTP})
+	if err != nil {
+		return delivery.Message{}, err
+	}
+	return delivery.Message{EnvID: p.EnvID, Method: p.Method, Recipient: p.Recipient, Locale: out.Locale,
+		Subject: out.Subject, Body: out.Text, HTMLBody: out.HTML}, nil
 }
 
 func (c *captureSender) Send(_ context.Context, m delivery.Message) error {
@@ -82,7 +94,7 @@ func (c *captureSender) lastOTP(t testing.TB) string {
 }
 
 // stepRegistry returns a registry with the real enrollment step.
-func stepRegistry(t testing.TB, devices store.Devices, sender delivery.Sender) *engine.StepRegistry {
+func stepRegistry(t testing.TB, devices store.Devices, sender mfaenroll.Messenger) *engine.StepRegistry {
 	t.Helper()
 	keys, err := mfa.DeriveKeys(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
@@ -96,6 +108,6 @@ func stepRegistry(t testing.TB, devices store.Devices, sender delivery.Sender) *
 		sender = &captureSender{}
 	}
 	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{
-		Devices: devices, Sender: sender, Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: zerolog.Nop(),
+		Devices: devices, Messenger: sender, Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: zerolog.Nop(),
 	}))
 }

@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/enrollflow/enrollflow/actions"
 	"github.com/enrollflow/enrollflow/store"
@@ -28,6 +31,11 @@ type Runner struct {
 	envs  map[string]*Environment
 	now   func() time.Time
 	ttl   time.Duration
+	log   zerolog.Logger
+	// effectWait bounds how long a request waits for its side effects;
+	// inflight counts those still running (Wait).
+	effectWait time.Duration
+	inflight   sync.WaitGroup
 	// configured flows by environment and id (ConfigureFlows); read-only
 	// once serving starts.
 	configured map[string]map[string]*Flow
@@ -37,16 +45,24 @@ type Runner struct {
 type Options struct {
 	Now func() time.Time // the clock (tests inject one)
 	TTL time.Duration    // inactivity expiry, DefaultTTL when 0
+	// EffectWait bounds how long a request waits for its side effects
+	// (passcode delivery); DefaultEffectWait when 0.
+	EffectWait time.Duration
+	Log        zerolog.Logger
 }
 
 // NewRunner wires a runner.
 func NewRunner(st store.Store, steps *StepRegistry, envs []*Environment, opts Options) *Runner {
-	r := &Runner{store: st, steps: steps, envs: map[string]*Environment{}, now: opts.Now, ttl: opts.TTL}
+	r := &Runner{store: st, steps: steps, envs: map[string]*Environment{}, now: opts.Now, ttl: opts.TTL,
+		effectWait: opts.EffectWait, log: opts.Log}
 	if r.now == nil {
 		r.now = time.Now
 	}
 	if r.ttl == 0 {
 		r.ttl = DefaultTTL
+	}
+	if r.effectWait == 0 {
+		r.effectWait = DefaultEffectWait
 	}
 	for _, e := range envs {
 		r.envs[e.ID] = e
@@ -90,7 +106,7 @@ func (r *Runner) Start(ctx context.Context, env *Environment, flowID string, inp
 		FlowID: flow.ID, UserID: userID, Inputs: inputs,
 		CreatedAt: now, ExpiresAt: now.Add(r.ttl),
 	}
-	var after []func(context.Context)
+	var after []Effect
 	if err := r.enterStep(ctx, env, x, flow, flow.Trigger.Next, &after, "inputs."); err != nil {
 		return nil, err
 	}
@@ -102,8 +118,7 @@ func (r *Runner) Start(ctx context.Context, env *Environment, flowID string, inp
 	if err != nil {
 		return nil, storeError(err, "flow execution")
 	}
-	runAfter(ctx, after)
-	return x, nil
+	return r.runEffects(ctx, env, x, after), nil
 }
 
 // Get loads an execution; unknown and expired ones are both 404.
@@ -163,7 +178,7 @@ func (r *Runner) Act(ctx context.Context, env *Environment, id string, action ac
 	if err != nil {
 		return nil, storeError(err, "flow execution")
 	}
-	runAfter(ctx, after)
+	x = r.runEffects(ctx, env, x, after)
 	if out.Err != nil {
 		return x, out.Err
 	}
@@ -222,7 +237,7 @@ func (r *Runner) stepContext(env *Environment, x *Execution) *StepContext {
 // enterStep makes stepID the current step and runs its Begin. inputPrefix
 // names where input problems are reported: "inputs." when the client's
 // start request is at fault (a 400), "" for a later step (the flow fails).
-func (r *Runner) enterStep(ctx context.Context, env *Environment, x *Execution, flow *Flow, stepID string, after *[]func(context.Context), inputPrefix string) error {
+func (r *Runner) enterStep(ctx context.Context, env *Environment, x *Execution, flow *Flow, stepID string, after *[]Effect, inputPrefix string) error {
 	sd, ok := flow.StepDefinitions[stepID]
 	if !ok {
 		return r.fail(x, fmt.Sprintf("flow %s has no step %q", flow.ID, stepID))
@@ -259,7 +274,7 @@ func (r *Runner) enterStep(ctx context.Context, env *Environment, x *Execution, 
 
 // apply stores a step outcome in the execution and, when the step ended,
 // follows its outlet to the next step or ends the flow COMPLETED.
-func (r *Runner) apply(ctx context.Context, env *Environment, x *Execution, out *Outcome, after *[]func(context.Context)) error {
+func (r *Runner) apply(ctx context.Context, env *Environment, x *Execution, out *Outcome, after *[]Effect) error {
 	if out.Result == "" {
 		state, err := json.Marshal(out.State)
 		if err != nil {
@@ -317,12 +332,6 @@ func (r *Runner) fail(x *Execution, reason string) error {
 	x.Status = StatusFailed
 	x.Error = &ErrorDetail{Code: "FLOW_FAILED", Message: reason}
 	return nil
-}
-
-func runAfter(ctx context.Context, after []func(context.Context)) {
-	for _, f := range after {
-		f(ctx)
-	}
 }
 
 // storeError maps store errors onto API errors.

@@ -64,11 +64,23 @@ type Outcome struct {
 	MaxDevices int
 	// After runs once the new state is saved, never before: sending a
 	// passcode for a state that failed to save would be a lie.
-	After []func(ctx context.Context)
+	After []Effect
 	// Err is returned to the client after the state is saved: a wrong
 	// passcode is a 400, yet the failed attempt must still be counted.
 	Err *Error
 }
+
+// Effect is a side effect of an action (sending a passcode). It runs after
+// the action's state is saved, with a context that outlives the client's
+// request, and may return a Followup to record how it went.
+type Effect func(ctx context.Context) Followup
+
+// Followup records the result of an effect in the step's state: a passcode
+// that could not be delivered. It is applied to the execution as it is when
+// the effect ends, which may be later than the action (a concurrent action
+// may have moved it on), so it must check that the state is still the one it
+// is about; it returns changed=false when there is nothing to record.
+type Followup func(sc *StepContext) (state any, changed bool, err error)
 
 // View is a state as the client sees it: the flow status, its properties
 // and the actions allowed now (derived from the step's state machine).

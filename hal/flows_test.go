@@ -11,6 +11,8 @@ import (
 
 	"github.com/enrollflow/enrollflow/actions"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
+	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/templates"
 	"github.com/enrollflow/enrollflow/hal/haltest"
 	"github.com/enrollflow/enrollflow/mfa"
 )
@@ -108,13 +110,16 @@ func TestTwoStepFlow(t *testing.T) {
 // passcode uses the literal locale mapped into its input.
 func TestTwoStepFlowBothEnrolled(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		german := templates.Content{Method: delivery.SMS, Locale: "de", Body: "Ihr Code lautet ${otp}."}
+		n := newNode(t, b, haltest.Options{Config: demoConfig(func(e *config.Environment) {
+			e.Notifications.Templates = map[string][]templates.Content{templates.DevicePairing: {german}}
+		})})
 		mustStatus(t, n.admin(http.MethodPost, "/environments/demo/flows", emailThenTOTP), http.StatusCreated)
 		id := n.startFlow("email-then-totp", map[string]any{"id": "trio", "email": "trio@example.com"})
 		n.enrollEmail(id, "trio@example.com")
 		mustStatus(t, n.create(id, "SMS"), http.StatusOK)
 		msg, ok := n.Outbox.Last("+15550001111")
-		if !ok || msg.Locale != "de" {
+		if !ok || msg.Locale != "de" || !strings.HasPrefix(msg.Body, "Ihr Code lautet ") {
 			t.Fatalf("second step's message = %+v, want one to the mapped phone in locale de", msg)
 		}
 		r := n.activate(id, n.passcode("+15550001111"))

@@ -235,7 +235,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 				}
 			}
 		}
-		if lines < 7 || !strings.Contains(logged, `"passcode delivery failed"`) {
+		if lines < 7 || !strings.Contains(logged, `"result":"failed"`) {
 			t.Fatalf("expected access lines and the delivery failure in the log, got:\n%s", logged)
 		}
 		for _, leak := range []string{address, "secret.person.4711"} {

@@ -39,10 +39,16 @@ func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, halJSON, s.collection(r, "flows", items, len(items)))
 }
 
-func (s *Server) flowBody(r *http.Request, env *engine.Environment, f *engine.Flow) map[string]any {
-	raw, _ := json.Marshal(f)
+// toMap turns a value into its JSON object, for adding _links.
+func toMap(v any) map[string]any {
+	raw, _ := json.Marshal(v)
 	var body map[string]any
 	_ = json.Unmarshal(raw, &body)
+	return body
+}
+
+func (s *Server) flowBody(r *http.Request, env *engine.Environment, f *engine.Flow) map[string]any {
+	body := toMap(f)
 	body["_links"] = map[string]link{"self": {Href: s.baseURL(r) + "/environments/" + env.ID + "/flows/" + f.ID}}
 	return body
 }
@@ -140,9 +146,7 @@ func (s *Server) deleteFlow(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) policyBody(r *http.Request, env *engine.Environment, p *mfa.Policy) map[string]any {
-	raw, _ := json.Marshal(p)
-	var body map[string]any
-	_ = json.Unmarshal(raw, &body)
+	body := toMap(p)
 	body["_links"] = map[string]link{"self": {Href: s.baseURL(r) + "/environments/" + env.ID + "/deviceAuthenticationPolicies/" + p.ID}}
 	return body
 }

@@ -94,10 +94,15 @@ func recordRoute(next http.Handler) http.Handler {
 	})
 }
 
-// limitBody caps every request body at MaxBodyBytes.
+// limitBody caps every request body at MaxBodyBytes (template contents at
+// MaxTemplateBodyBytes).
 func (s *Server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		limit := int64(MaxBodyBytes)
+		if strings.HasPrefix(r.URL.Path, "/environments/") && strings.Contains(r.URL.Path, "/templates/") {
+			limit = MaxTemplateBodyBytes
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
 }

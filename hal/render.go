@@ -118,7 +118,7 @@ func readBody(r *http.Request) ([]byte, error) {
 	switch {
 	case errors.As(err, &tooBig):
 		return nil, &engine.Error{Status: http.StatusRequestEntityTooLarge, Code: engine.CodeInvalidRequest,
-			Message: "The request body is larger than " + strconv.Itoa(MaxBodyBytes) + " bytes."}
+			Message: "The request body is larger than " + strconv.FormatInt(tooBig.Limit, 10) + " bytes."}
 	case err != nil:
 		return nil, &engine.Error{Status: http.StatusBadRequest, Code: engine.CodeInvalidRequest,
 			Message: "The request body could not be read.", Cause: err}

@@ -14,19 +14,25 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/rs/zerolog"
 
+	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/store"
 )
 
-// MaxBodyBytes caps every request body.
+// MaxBodyBytes caps every request body but a template content's.
 const MaxBodyBytes = 64 << 10
+
+// MaxTemplateBodyBytes caps a template content: an e-mail's text and HTML
+// bodies may be 100 kB each.
+const MaxTemplateBodyBytes = 256 << 10
 
 // Config wires the API.
 type Config struct {
-	Runner  *engine.Runner
-	Store   store.Store // for the registry endpoints and readiness
-	Log     zerolog.Logger
-	BaseURL string // public base URL for links; "" derives it from each request
+	Runner     *engine.Runner
+	Dispatcher *dispatch.Dispatcher // templates and channels of the management API
+	Store      store.Store          // for the registry endpoints and readiness
+	Log        zerolog.Logger
+	BaseURL    string // public base URL for links; "" derives it from each request
 	// RateLimit is the requests per second one client address may make to
 	// the flow execution endpoints (burst: twice that); 0 disables it.
 	RateLimit float64
@@ -67,6 +73,7 @@ func New(cfg Config) *Server {
 	s.route(m, "/deviceAuthenticationPolicies/{policyID}", methods{http.MethodGet: s.getPolicy})
 	s.route(m, "/users/{userID}/devices", methods{http.MethodGet: s.listDevices})
 	s.route(m, "/users/{userID}/devices/{deviceID}", methods{http.MethodGet: s.getDevice, http.MethodDelete: s.deleteDevice})
+	s.notificationRoutes(m)
 
 	x := r.PathPrefix("/{envID}/flowExecutions").Subrouter()
 	x.Use(s.rateLimit)

@@ -110,14 +110,14 @@ func TestDeriveKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := mfa.DeriveKeys(append([]byte(nil), master...))
-	if !bytes.Equal(a.OTPHash, b.OTPHash) || !bytes.Equal(a.SealTOTP, b.SealTOTP) {
+	if !bytes.Equal(a.OTPHash, b.OTPHash) || !bytes.Equal(a.SealTOTP, b.SealTOTP) || !bytes.Equal(a.SealConfig, b.SealConfig) {
 		t.Fatal("DeriveKeys is not deterministic: nodes sharing a secret would disagree")
 	}
-	if len(a.OTPHash) != 32 || len(a.SealTOTP) != 32 {
-		t.Fatalf("key lengths %d %d", len(a.OTPHash), len(a.SealTOTP))
+	if len(a.OTPHash) != 32 || len(a.SealTOTP) != 32 || len(a.SealConfig) != 32 {
+		t.Fatalf("key lengths %d %d %d", len(a.OTPHash), len(a.SealTOTP), len(a.SealConfig))
 	}
-	if bytes.Equal(a.OTPHash, a.SealTOTP) {
-		t.Fatal("the two purpose keys are equal")
+	if bytes.Equal(a.OTPHash, a.SealTOTP) || bytes.Equal(a.OTPHash, a.SealConfig) || bytes.Equal(a.SealTOTP, a.SealConfig) {
+		t.Fatal("two purpose keys are equal")
 	}
 	if bytes.Equal(a.OTPHash, master) || bytes.Equal(a.SealTOTP, master) {
 		t.Fatal("a derived key is the master secret")

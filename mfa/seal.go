@@ -16,6 +16,10 @@ import (
 type Keys struct {
 	OTPHash  []byte // HMAC key for passcode hashes
 	SealTOTP []byte // AES-256-GCM key for TOTP seeds at rest
+	// SealConfig is the AES-256-GCM key for configuration saved through the
+	// API that holds credentials (a channel's SMTP password, a provider
+	// token).
+	SealConfig []byte
 }
 
 // DeriveKeys expands one master secret (at least 32 bytes) into
@@ -32,7 +36,11 @@ func DeriveKeys(master []byte) (Keys, error) {
 	if err != nil {
 		return Keys{}, err
 	}
-	return Keys{OTPHash: otpKey, SealTOTP: sealKey}, nil
+	configKey, err := hkdf.Key(sha256.New, master, nil, "enrollflow config-seal v1", 32)
+	if err != nil {
+		return Keys{}, err
+	}
+	return Keys{OTPHash: otpKey, SealTOTP: sealKey, SealConfig: configKey}, nil
 }
 
 // Sealer encrypts small secrets at rest with AES-256-GCM. The associated

@@ -16,13 +16,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
-	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/hal"
 	"github.com/enrollflow/enrollflow/hal/haltest"
-	"github.com/enrollflow/enrollflow/mfa"
-	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store/memory"
 )
 
@@ -39,34 +37,16 @@ func totpServer(t *testing.T) *httptest.Server {
 // dir, so the generator reads passcodes the way it does in production.
 func emailServer(t *testing.T, dir string) *httptest.Server {
 	t.Helper()
-	envs, flows, err := config.Demo(haltest.APIKey).Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := mfa.DeriveKeys(haltest.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := mfa.NewSealer(keys.SealTOTP)
-	if err != nil {
-		t.Fatal(err)
-	}
 	outbox, err := delivery.NewOutbox(dir, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := memory.New(nil)
-	step := mfaenroll.New(mfaenroll.Deps{Devices: st, Sender: outbox, Hasher: mfa.NewOTPHasher(keys.OTPHash),
-		Sealer: sealer, Log: zerolog.Nop()})
-	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs, engine.Options{})
-	for _, env := range envs {
-		for i := range flows[env.ID] {
-			if _, err := runner.SaveFlow(context.Background(), env, &flows[env.ID][i], true); err != nil {
-				t.Fatal(err)
-			}
-		}
+	node, err := app.Build(app.Options{Config: config.Demo(haltest.APIKey), Store: st, Outbox: outbox, Secret: haltest.Secret, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
 	}
-	srv := httptest.NewServer(hal.New(hal.Config{Runner: runner, Store: st, Log: zerolog.Nop()}))
+	srv := httptest.NewServer(hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Store: st, Log: zerolog.Nop()}))
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -32,7 +32,7 @@ import (
 // serveOptions are serve's flags; each has an ENROLLFLOW_* equivalent.
 type serveOptions struct {
 	listen, redisURL, configPath, outbox, logLevel, logFormat, publicURL, corsOrigins string
-	ttl                                                                               time.Duration
+	ttl, deliveryWait, deliveryTimeout                                                time.Duration
 	rateLimit                                                                         float64
 	trustedProxies                                                                    []netip.Prefix
 }
@@ -60,6 +60,14 @@ func parseServeFlags(args []string) (serveOptions, error) {
 		return o, fmt.Errorf("ENROLLFLOW_EXECUTION_TTL: %w", err)
 	}
 	fs.DurationVar(&o.ttl, "execution-ttl", ttl, "inactivity expiry of a flow execution (ENROLLFLOW_EXECUTION_TTL)")
+	if err := durationFlag(fs, &o.deliveryWait, "delivery-wait", "ENROLLFLOW_DELIVERY_WAIT", "3s",
+		"longest a request waits for its passcode to reach the provider; a slower delivery goes on in the background and a failure shows on the next poll (ENROLLFLOW_DELIVERY_WAIT)"); err != nil {
+		return o, err
+	}
+	if err := durationFlag(fs, &o.deliveryTimeout, "delivery-timeout", "ENROLLFLOW_DELIVERY_TIMEOUT", "30s",
+		"longest one passcode delivery may take, retries included (ENROLLFLOW_DELIVERY_TIMEOUT)"); err != nil {
+		return o, err
+	}
 	rl, err := strconv.ParseFloat(envOr("ENROLLFLOW_RATE_LIMIT", "20"), 64)
 	if err != nil {
 		return o, fmt.Errorf("ENROLLFLOW_RATE_LIMIT: %w", err)
@@ -83,6 +91,12 @@ func parseServeFlags(args []string) (serveOptions, error) {
 	}
 	if o.ttl < time.Minute || o.ttl > 24*time.Hour {
 		return o, fmt.Errorf("--execution-ttl: must be between 1m and 24h")
+	}
+	if o.deliveryWait < 100*time.Millisecond || o.deliveryWait > 20*time.Second {
+		return o, fmt.Errorf("--delivery-wait: must be between 100ms and 20s")
+	}
+	if o.deliveryTimeout < time.Second || o.deliveryTimeout > 10*time.Minute {
+		return o, fmt.Errorf("--delivery-timeout: must be between 1s and 10m")
 	}
 	if o.rateLimit < 0 {
 		return o, fmt.Errorf("--rate-limit: must not be negative")
@@ -174,16 +188,16 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 	if err != nil {
 		return fmt.Errorf("--outbox: %w", err)
 	}
-	runner, err := app.Build(app.Options{
-		Config: file, Store: st, Secret: master, TTL: o.ttl, Log: log,
-		Sender: delivery.Router{delivery.Email: outbox, delivery.SMS: outbox, delivery.Voice: outbox},
+	node, err := app.Build(app.Options{
+		Config: file, Store: st, Secret: master, TTL: o.ttl, Log: log, Outbox: outbox,
+		DeliveryWait: o.deliveryWait, DeliveryBudget: o.deliveryTimeout,
 	})
 	if err != nil {
 		return err
 	}
 
 	srv := &http.Server{
-		Handler: hal.New(hal.Config{Runner: runner, Store: st, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
+		Handler: hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Store: st, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
 			CORSOrigins: splitList(o.corsOrigins), TrustedProxies: o.trustedProxies}),
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 16 << 10,
@@ -217,6 +231,21 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// Passcodes still on their way were promised to users: let them go out.
+	if err := node.Runner.Wait(shutdownCtx); err != nil {
+		log.Warn().Msg("shutting down with passcode deliveries still in flight")
+	}
+	return nil
+}
+
+// durationFlag defines a duration flag whose default comes from an
+// environment variable.
+func durationFlag(fs *flag.FlagSet, dst *time.Duration, name, envName, def, usage string) error {
+	d, err := time.ParseDuration(envOr(envName, def))
+	if err != nil {
+		return fmt.Errorf("%s: %w", envName, err)
+	}
+	fs.DurationVar(dst, name, d, usage)
 	return nil
 }
 

@@ -12,12 +12,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/app"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/hal"
 	"github.com/enrollflow/enrollflow/store"
@@ -84,16 +86,20 @@ type Options struct {
 	// TrustedProxies: peers whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
 	Log            zerolog.Logger
+	// DeliveryWait bounds how long a request waits for its delivery
+	// (0: the default).
+	DeliveryWait time.Duration
 }
 
 // API is one node: its handler plus what a test needs to look inside.
 type API struct {
-	Handler http.Handler
-	Runner  *engine.Runner
-	Store   store.Store
-	Clock   *Clock
-	Outbox  *Outbox
-	Env     *engine.Environment
+	Handler    http.Handler
+	Runner     *engine.Runner
+	Dispatcher *dispatch.Dispatcher
+	Store      store.Store
+	Clock      *Clock
+	Outbox     *Outbox
+	Env        *engine.Environment
 }
 
 // New wires a node the same way `enrollflow serve` does, with the
@@ -107,15 +113,33 @@ func New(tb testing.TB, o Options) *API {
 	if o.Config != nil {
 		file = *o.Config
 	}
+	file = withOutboxChannels(file)
 	outbox := &Outbox{}
-	runner, err := app.Build(app.Options{Config: file, Store: o.Store, Sender: outbox, Secret: Secret, Now: o.Clock.Now, Log: o.Log})
+	node, err := app.Build(app.Options{Config: file, Store: o.Store, Outbox: outbox, Secret: Secret, Now: o.Clock.Now,
+		Log: o.Log, DeliveryWait: o.DeliveryWait})
 	if err != nil {
 		tb.Fatalf("build node: %v", err)
 	}
-	env, _ := runner.Environment(file.Environments[0].ID)
-	h := hal.New(hal.Config{Runner: runner, Store: o.Store, Log: o.Log, RateLimit: o.RateLimit,
+	env, _ := node.Runner.Environment(file.Environments[0].ID)
+	h := hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Store: o.Store, Log: o.Log, RateLimit: o.RateLimit,
 		TrustedProxies: o.TrustedProxies, BaseURL: "http://enrollflow.test"})
-	return &API{Handler: h, Runner: runner, Store: o.Store, Clock: o.Clock, Outbox: outbox, Env: env}
+	return &API{Handler: h, Runner: node.Runner, Dispatcher: node.Dispatcher, Store: o.Store, Clock: o.Clock, Outbox: outbox, Env: env}
+}
+
+// withOutboxChannels gives every environment that configures no channels
+// at all the recording outbox for every method, so that tests about flows
+// need not spell out delivery.
+func withOutboxChannels(f config.File) config.File {
+	envs := make([]config.Environment, len(f.Environments))
+	for i, e := range f.Environments {
+		if e.Notifications.Channels == nil {
+			ch := dispatch.Channel{Type: dispatch.TypeOutbox}
+			e.Notifications.Channels = map[delivery.Method]dispatch.Channel{delivery.Email: ch, delivery.SMS: ch, delivery.Voice: ch}
+		}
+		envs[i] = e
+	}
+	f.Environments = envs
+	return f
 }
 
 // Do runs one request through the handler and returns the recorder.

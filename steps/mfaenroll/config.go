@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/enrollflow/enrollflow/actions"
@@ -26,6 +27,14 @@ type Config struct {
 	// AllowSkip offers device.skipEnrollment in DEVICE_ENROLLMENT_REQUIRED.
 	// The seed leaves the name open; it is off unless the designer says so.
 	AllowSkip bool `json:"allowSkip"`
+}
+
+// variant is the template variant the designer chose ("" for the default).
+func (c *Config) variant() string {
+	if c.Template == nil {
+		return ""
+	}
+	return c.Template.Variant
 }
 
 func parseConfig(raw json.RawMessage) (*Config, []engine.ErrorDetail) {
@@ -104,17 +113,39 @@ func ValidPhone(s string) bool { return e164Pattern.MatchString(s) }
 
 // input is the step's view of its resolved inputs.
 type input struct {
-	UserID, Email, Phone, Compatibility, Locale string
-	Variables                                   map[string]any
+	UserID, Username, Email, Phone, Compatibility, Locale string
+	Variables                                             map[string]string
 }
 
 func readInput(m map[string]any) input {
 	str := func(path ...string) string { s, _ := engine.Lookup(m, path...).(string); return s }
 	vars, _ := engine.Lookup(m, "template", "variables").(map[string]any)
 	return input{
-		UserID: str("user", "id"), Email: str("user", "email"), Phone: str("user", "mobilePhone"),
-		Compatibility: str("webauthn", "compatibility"), Locale: str("template", "locale"), Variables: vars,
+		UserID: str("user", "id"), Username: str("user", "username"), Email: str("user", "email"), Phone: str("user", "mobilePhone"),
+		Compatibility: str("webauthn", "compatibility"), Locale: str("template", "locale"), Variables: variablesText(vars),
 	}
+}
+
+// variablesText turns the integrator's template.variables (strings,
+// numbers, booleans: validateInput allows nothing else) into text.
+func variablesText(vars map[string]any) map[string]string {
+	if len(vars) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(vars))
+	for k, v := range vars {
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case float64:
+			out[k] = strconv.FormatFloat(v, 'f', -1, 64)
+		case bool:
+			out[k] = strconv.FormatBool(v)
+		case json.Number:
+			out[k] = v.String()
+		}
+	}
+	return out
 }
 
 // knownInputs are the step's input fields (seed 003, plus user.username
@@ -173,6 +204,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// Bounds on template.variables: they end up in every message the step
+// sends and in the execution's state.
+const (
+	maxVariables   = 20
+	maxVariableLen = 500
+)
+
 func validateInput(m map[string]any) []engine.ErrorDetail {
 	details := unknownInputs(m)
 	bad := func(target, code, msg string) {
@@ -223,9 +261,16 @@ func validateInput(m map[string]any) []engine.ErrorDetail {
 		if !ok {
 			bad("template.variables", engine.DetailInvalidValue, "must be an object")
 		}
-		for k, x := range vars {
-			switch x.(type) {
-			case string, float64, bool, json.Number:
+		if len(vars) > maxVariables {
+			bad("template.variables", engine.DetailLimitExceeded, fmt.Sprintf("must have at most %d entries", maxVariables))
+		}
+		for _, k := range sortedKeys(vars) {
+			switch x := vars[k].(type) {
+			case string:
+				if len(x) > maxVariableLen {
+					bad("template.variables."+k, engine.DetailLimitExceeded, fmt.Sprintf("must be at most %d bytes", maxVariableLen))
+				}
+			case float64, bool, json.Number:
 			default:
 				bad("template.variables."+k, engine.DetailInvalidValue, "must be a string, number or boolean")
 			}

@@ -74,7 +74,11 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 		}
 		d.SealedTOTP = s.deps.Sealer.Seal([]byte(key.URI), d.ID)
 	} else {
-		out.After = append(out.After, s.issueOTP(r, d))
+		send, err := s.issueOTP(ctx, r, d)
+		if err != nil {
+			return nil, err
+		}
+		out.After = append(out.After, send)
 	}
 	r.st.Pending = d
 	return out, nil
@@ -125,11 +129,20 @@ func deviceAddress(t mfa.DeviceType, p *actions.CreateDevice, in input) (string,
 	return "", nil
 }
 
-// issueOTP puts a fresh passcode on d and returns the send to run after the
-// state is saved. The clear passcode lives only in that closure.
-func (s *Step) issueOTP(r *run, d *pending) func(context.Context) {
+// issueOTP puts a fresh passcode on d, renders its message and returns the
+// send to run after the state is saved. The clear passcode lives only in
+// the message, which goes nowhere but the channel.
+func (s *Step) issueOTP(ctx context.Context, r *run, d *pending) (engine.Effect, error) {
 	rules := r.policy.OTPMethodFor(d.Type).OTP
 	code := mfa.NewOTP(rules.OTPLength)
+	msg, err := s.deps.Messenger.ComposePairing(ctx, delivery.Pairing{
+		EnvID: r.sc.Env.ID, Method: delivery.Method(d.Type), Recipient: d.Address,
+		Locale: r.in.Locale, Variant: r.cfg.variant(), OTP: code,
+		Username: r.in.Username, Email: r.in.Email, MobilePhone: r.in.Phone, Variables: r.in.Variables,
+	})
+	if err != nil {
+		return nil, err
+	}
 	now := r.sc.Now
 	d.OTPHash = s.deps.Hasher.Hash(d.ID, code)
 	d.OTPExpiresAt = now.Add(rules.LifeTime.Std())
@@ -137,23 +150,71 @@ func (s *Step) issueOTP(r *run, d *pending) func(context.Context) {
 	r.st.LastSentTo, r.st.LastSentAt = d.Address, now
 	r.st.Sent++
 	d.Failures, d.LockedUntil = 0, time.Time{}
-	msg := delivery.PairingMessage(r.sc.Env.ID, delivery.Method(d.Type), d.Address, r.in.Locale, code)
-	execID := engine.LogID(r.sc.ExecutionID)
-	return func(ctx context.Context) {
-		// The client's request may end before the provider answers; the
-		// send must not be cut short with it.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := s.deps.Sender.Send(ctx, msg); err != nil {
-			s.deps.Log.Error().Err(err).Str("execution", execID).Str("channel", string(msg.Method)).Msg("passcode delivery failed")
+	sent := sendRef{device: d.ID, seq: r.st.Sent}
+	return func(ctx context.Context) engine.Followup {
+		err := s.deps.Messenger.Send(ctx, msg)
+		if err == nil {
+			return nil
 		}
+		return s.recordDeliveryFailure(sent, deliveryFailure(err, d))
+	}, nil
+}
+
+// sendRef names one passcode send: the device and the step's send count.
+type sendRef struct {
+	device string
+	seq    int
+}
+
+// deliveryFailure is the error a client shows when a passcode did not
+// arrive. The cause (provider, status) is in the delivery log; the client
+// learns whether to fix the address or to try again.
+func deliveryFailure(err error, d *pending) *engine.ErrorDetail {
+	to := mfa.MaskPhone(d.Address)
+	if d.Type == mfa.Email {
+		to = mfa.MaskEmail(d.Address)
+	}
+	if delivery.IsPermanent(err) {
+		return &engine.ErrorDetail{Code: DeliveryFailed, Message: fmt.Sprintf(
+			"The passcode could not be delivered to %s: the message was refused. Check the address and create the device again, or ask for a new passcode (otp.resend).", to)}
+	}
+	return &engine.ErrorDetail{Code: DeliveryUnavailable, Message: fmt.Sprintf(
+		"The passcode could not be delivered to %s right now. Ask for a new passcode (otp.resend) in a moment.", to)}
+}
+
+// Delivery error codes, shown as the execution's `error` in
+// ACTIVATION_REQUIRED.
+const (
+	DeliveryFailed      = "DELIVERY_FAILED"      // permanent: the provider refused the message
+	DeliveryUnavailable = "DELIVERY_UNAVAILABLE" // transient failures outlasted the retries
+)
+
+// recordDeliveryFailure returns the Followup that puts a failed delivery
+// into the state, unless the execution has moved on (another passcode was
+// sent, the device was deleted, the step ended). A passcode that never
+// arrived does not hold the resend cool-down: the user may ask again at
+// once (the step's passcode limit still counts it).
+func (s *Step) recordDeliveryFailure(sent sendRef, failure *engine.ErrorDetail) engine.Followup {
+	return func(sc *engine.StepContext) (any, bool, error) {
+		r, err := s.load(sc)
+		if err != nil {
+			return nil, false, err
+		}
+		d := r.st.Pending
+		if r.st.Status != ActivationRequired || d == nil || d.ID != sent.device || r.st.Sent != sent.seq {
+			return nil, false, nil
+		}
+		r.st.DeliveryError = failure
+		d.SentAt = time.Time{}
+		r.st.LastSentAt = time.Time{}
+		return r.st, true, nil
 	}
 }
 
 // resend handles otp.resend: a fresh passcode replaces the old one, no
 // sooner than the resend cool-down or, after too many failures, the
 // failure cool-down.
-func (s *Step) resend(r *run) (*engine.Outcome, error) {
+func (s *Step) resend(ctx context.Context, r *run) (*engine.Outcome, error) {
 	d := r.st.Pending
 	now := r.sc.Now
 	if err := r.lockoutGuard(); err != nil {
@@ -169,7 +230,11 @@ func (s *Step) resend(r *run) (*engine.Outcome, error) {
 	if err := r.sendLimitGuard(); err != nil {
 		return nil, err
 	}
-	return &engine.Outcome{After: []func(context.Context){s.issueOTP(r, d)}}, nil
+	send, err := s.issueOTP(ctx, r, d)
+	if err != nil {
+		return nil, err
+	}
+	return &engine.Outcome{After: []engine.Effect{send}}, nil
 }
 
 // activate handles device.activate: the right passcode enrolls the device.

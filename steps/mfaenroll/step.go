@@ -25,11 +25,20 @@ const TypeName = "MFA_DEVICE_ENROLLMENT"
 
 // Deps are the services the step uses.
 type Deps struct {
-	Devices store.Devices   // the registry, to count a user's devices
-	Sender  delivery.Sender // passcode delivery
-	Hasher  *mfa.OTPHasher
-	Sealer  *mfa.Sealer
-	Log     zerolog.Logger
+	Devices   store.Devices // the registry, to count a user's devices
+	Messenger Messenger     // passcode messages
+	Hasher    *mfa.OTPHasher
+	Sealer    *mfa.Sealer
+	Log       zerolog.Logger
+}
+
+// Messenger renders passcode messages from the environment's templates and
+// sends them over its channels (delivery/dispatch).
+type Messenger interface {
+	ComposePairing(ctx context.Context, p delivery.Pairing) (delivery.Message, error)
+	// Send delivers msg, retrying transient failures within its own time
+	// budget; the error says whether the failure is permanent.
+	Send(ctx context.Context, msg delivery.Message) error
 }
 
 // Step implements engine.StepType.
@@ -64,6 +73,10 @@ type state struct {
 	CreateAfter  time.Time `json:"ca,omitzero"`  // a failure cool-down carried over a delete
 	Failures     int       `json:"tf,omitempty"` // wrong passcodes towards mfaSettings.lockout
 	LockoutUntil time.Time `json:"lo,omitzero"`  // mfaSettings.lockout in force: no create, resend or activate
+
+	// DeliveryError says why the last passcode did not reach the user; it
+	// is shown until the next create, resend or delete.
+	DeliveryError *engine.ErrorDetail `json:"de,omitempty"`
 }
 
 // pending is the device being enrolled, not yet in the registry.
@@ -136,13 +149,18 @@ func (s *Step) Act(ctx context.Context, sc *engine.StepContext, a actions.Action
 		return nil, err
 	}
 	var out *engine.Outcome
+	if a.Name != actions.DeviceActivate {
+		// A new passcode, a new device or none: the last delivery's
+		// failure is history.
+		r.st.DeliveryError = nil
+	}
 	switch a.Name {
 	case actions.DeviceCreate:
 		out, err = s.create(ctx, r, a.Payload.(*actions.CreateDevice))
 	case actions.DeviceActivate:
 		out, err = s.activate(r, a.Payload.(*actions.ActivateDevice))
 	case actions.OTPResend:
-		out, err = s.resend(r)
+		out, err = s.resend(ctx, r)
 	case actions.DeviceDelete:
 		r.st.Pending = nil
 		out = &engine.Outcome{}
@@ -188,6 +206,9 @@ func (s *Step) View(sc *engine.StepContext) engine.View {
 		}
 	case ActivationRequired:
 		props["device"] = s.deviceView(r)
+		if r.st.DeliveryError != nil {
+			props["error"] = r.st.DeliveryError
+		}
 	}
 	return engine.View{Status: r.st.Status, Properties: props, Actions: allowedActions(r.machine().m)}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
@@ -22,17 +23,36 @@ import (
 type Options struct {
 	Config config.File
 	Store  store.Store
-	Sender delivery.Sender
+	// Outbox is the development channel: channels of type outbox write here.
+	Outbox delivery.Sender
 	Secret []byte           // master secret, 32+ bytes, shared by every node
 	Now    func() time.Time // nil: time.Now
 	TTL    time.Duration    // execution inactivity expiry; 0: engine.DefaultTTL
-	Log    zerolog.Logger
+	// DeliveryWait bounds how long a request waits for its passcode to be
+	// handed to the provider; 0: engine.DefaultEffectWait.
+	DeliveryWait time.Duration
+	// DeliveryBudget bounds one delivery, retries included; 0:
+	// dispatch.DefaultBudget.
+	DeliveryBudget time.Duration
+	Observer       dispatch.Observer // delivery outcomes, for metrics; nil: none
+	Log            zerolog.Logger
+}
+
+// Node is one assembled node.
+type Node struct {
+	Runner     *engine.Runner
+	Dispatcher *dispatch.Dispatcher
 }
 
 // Build validates the configuration and returns the runner with every
-// environment and its configured flows.
-func Build(o Options) (*engine.Runner, error) {
+// environment and its configured flows, and the dispatcher that delivers
+// their passcodes.
+func Build(o Options) (*Node, error) {
 	envs, flows, err := o.Config.Build()
+	if err != nil {
+		return nil, err
+	}
+	deliveryEnvs, err := o.Config.Delivery()
 	if err != nil {
 		return nil, err
 	}
@@ -44,15 +64,25 @@ func Build(o Options) (*engine.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	configSealer, err := mfa.NewSealer(keys.SealConfig)
+	if err != nil {
+		return nil, err
+	}
+	dispatcher, err := dispatch.New(dispatch.Options{Store: o.Store, Sealer: configSealer, Outbox: o.Outbox,
+		Budget: o.DeliveryBudget, Observer: o.Observer, Log: o.Log, Envs: deliveryEnvs})
+	if err != nil {
+		return nil, err
+	}
 	step := mfaenroll.New(mfaenroll.Deps{
-		Devices: o.Store, Sender: o.Sender,
+		Devices: o.Store, Messenger: dispatcher,
 		Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: o.Log,
 	})
-	runner := engine.NewRunner(o.Store, engine.NewStepRegistry(step), envs, engine.Options{Now: o.Now, TTL: o.TTL})
+	runner := engine.NewRunner(o.Store, engine.NewStepRegistry(step), envs,
+		engine.Options{Now: o.Now, TTL: o.TTL, EffectWait: o.DeliveryWait, Log: o.Log})
 	for _, env := range envs {
 		if err := runner.ConfigureFlows(env, flows[env.ID]); err != nil {
 			return nil, fmt.Errorf("environment %s: %w", env.ID, err)
 		}
 	}
-	return runner, nil
+	return &Node{Runner: runner, Dispatcher: dispatcher}, nil
 }

@@ -16,6 +16,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/dispatch"
+	"github.com/enrollflow/enrollflow/delivery/templates"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/mfa"
 )
@@ -36,6 +39,20 @@ type Environment struct {
 	MFASettings                  mfa.Settings         `json:"mfaSettings"`
 	Applications                 []engine.Application `json:"applications,omitempty"`
 	Flows                        []engine.Flow        `json:"flows,omitempty"`
+	Notifications                Notifications        `json:"notifications,omitzero"`
+}
+
+// Notifications is how an environment's passcodes reach users: a channel
+// per delivery method and the device-pairing template contents.
+type Notifications struct {
+	// DefaultLocale is where template selection falls back to before the
+	// built-in English ("en" when empty).
+	DefaultLocale string `json:"defaultLocale,omitempty"`
+	// Channels by delivery method: EMAIL, SMS, VOICE. A method without a
+	// channel cannot deliver passcodes (the step shows DELIVERY_FAILED).
+	Channels map[delivery.Method]dispatch.Channel `json:"channels,omitempty"`
+	// Templates by name; device_pairing is the one there is.
+	Templates map[string][]templates.Content `json:"templates,omitempty"`
 }
 
 // DemoEnvironmentID and DemoFlowID name the built-in demo.
@@ -56,8 +73,11 @@ func Demo(apiKey string) File {
 				Configuration: json.RawMessage(`{"useDefaultPolicy":true,"allowSkip":true}`)},
 		},
 	}
+	outbox := dispatch.Channel{Type: dispatch.TypeOutbox}
 	return File{Environments: []Environment{{
 		ID: DemoEnvironmentID, APIKey: apiKey,
+		Notifications: Notifications{Channels: map[delivery.Method]dispatch.Channel{
+			delivery.Email: outbox, delivery.SMS: outbox, delivery.Voice: outbox}},
 		DeviceAuthenticationPolicies: []mfa.Policy{mfa.DefaultPolicy("default")},
 		Applications:                 []engine.Application{},
 		Flows:                        []engine.Flow{flow},
@@ -144,6 +164,28 @@ func (f File) Build() ([]*engine.Environment, map[string][]engine.Flow, error) {
 		flows[e.ID] = e.Flows
 	}
 	return envs, flows, nil
+}
+
+// Delivery returns each environment's channels and templates, for
+// dispatch.New to validate.
+func (f File) Delivery() (map[string]dispatch.Environment, error) {
+	out := make(map[string]dispatch.Environment, len(f.Environments))
+	for i, e := range f.Environments {
+		n := e.Notifications
+		for name := range n.Templates {
+			if name != templates.DevicePairing {
+				return nil, fmt.Errorf("environments[%d].notifications.templates.%s: unknown template (known: %s)", i, name, templates.DevicePairing)
+			}
+		}
+		for method := range n.Channels {
+			if method != delivery.Email && method != delivery.SMS && method != delivery.Voice {
+				return nil, fmt.Errorf("environments[%d].notifications.channels.%s: must be EMAIL, SMS or VOICE", i, method)
+			}
+		}
+		out[e.ID] = dispatch.Environment{DefaultLocale: n.DefaultLocale, Channels: n.Channels,
+			Templates: n.Templates[templates.DevicePairing]}
+	}
+	return out, nil
 }
 
 // ParseSecret reads the master secret: base64 (standard or URL) or hex, at

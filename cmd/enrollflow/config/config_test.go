@@ -14,7 +14,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
-	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
@@ -36,7 +35,7 @@ func registry(t *testing.T) *engine.StepRegistry {
 		t.Fatal(err)
 	}
 	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{
-		Devices: memory.New(nil), Sender: delivery.Router{}, Hasher: mfa.NewOTPHasher(keys.OTPHash),
+		Devices: memory.New(nil), Hasher: mfa.NewOTPHasher(keys.OTPHash),
 		Sealer: sealer, Log: zerolog.Nop(),
 	}))
 }

@@ -1,0 +1,346 @@
+// Package dispatch is the front of delivery for the rest of enrollflow: it
+// renders a device-pairing message from an environment's templates and
+// sends it over the environment's channel for its method, retrying
+// transient failures within a time budget, logging and counting every
+// outcome. Templates and channels come from the configuration file and,
+// overriding it, from the management API (kept in the store, channel
+// credentials sealed), so every node sees the same ones.
+package dispatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/templates"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// DefaultBudget bounds one delivery, retries included.
+const DefaultBudget = 30 * time.Second
+
+// Environment is one environment's delivery configuration from the file.
+type Environment struct {
+	// DefaultLocale is the locale templates fall back to before the
+	// built-in English ("en" when empty).
+	DefaultLocale string
+	Channels      map[delivery.Method]Channel
+	Templates     []templates.Content
+}
+
+// Options build a Dispatcher.
+type Options struct {
+	Store  store.Documents
+	Sealer *mfa.Sealer     // seals channel credentials saved through the API
+	Outbox delivery.Sender // the development outbox, for channels of type outbox
+	// Budget bounds one delivery, retries included; DefaultBudget when 0.
+	Budget   time.Duration
+	Observer Observer // nil: none
+	Log      zerolog.Logger
+	Envs     map[string]Environment
+}
+
+// Observer learns the outcome of every delivery: the hook for counters of
+// deliveries by method, channel and outcome.
+type Observer interface {
+	Delivered(o Outcome)
+}
+
+// Outcome is one delivery's result, with nothing secret in it.
+type Outcome struct {
+	EnvID    string
+	Method   delivery.Method
+	Channel  string // channel type, "none" when none is configured
+	Result   string // ResultSent, ResultRefused or ResultFailed
+	Reason   string // the failure's fixed reason ("smtp 550", "http 503", "timeout")
+	Attempts int
+	Duration time.Duration
+}
+
+// Outcome results.
+const (
+	ResultSent    = "sent"
+	ResultRefused = "refused" // a permanent failure
+	ResultFailed  = "failed"  // transient failures outlasted the retries or the budget
+)
+
+// Dispatcher renders and sends passcode messages. Safe for concurrent use.
+type Dispatcher struct {
+	o Options
+
+	mu        sync.Mutex
+	senders   map[senderKey]builtSender // the last sender built per channel
+	templates map[string]builtSet       // the last template set built per environment
+}
+
+type senderKey struct {
+	env    string
+	method delivery.Method
+}
+
+// builtSender is a channel's sender with the fingerprint of the
+// configuration it was built from: channels hold connection pools, so they
+// are built once, and again only when their configuration changes.
+type builtSender struct {
+	fingerprint [32]byte
+	sender      delivery.Sender
+	channel     Channel
+}
+
+type builtSet struct {
+	fingerprint [32]byte
+	set         *templates.Set
+}
+
+// New validates the configured channels and templates of every environment.
+func New(o Options) (*Dispatcher, error) {
+	if o.Budget == 0 {
+		o.Budget = DefaultBudget
+	}
+	envs := make(map[string]Environment, len(o.Envs))
+	for id, env := range o.Envs {
+		if env.DefaultLocale == "" {
+			env.DefaultLocale = "en"
+		}
+		locale, ok := templates.CanonicalLocale(env.DefaultLocale)
+		if !ok {
+			return nil, fmt.Errorf("environment %s: notifications.defaultLocale: %q is not a language tag such as en or es-ES", id, env.DefaultLocale)
+		}
+		env.DefaultLocale = locale
+		channels := make(map[delivery.Method]Channel, len(env.Channels))
+		for method, ch := range env.Channels {
+			if ch.CredentialEnv != "" {
+				secret, ok := lookupEnv(ch.CredentialEnv)
+				if !ok || secret == "" {
+					return nil, fmt.Errorf("environment %s: notifications.channels.%s.credentialEnv: environment variable %s is empty", id, method, ch.CredentialEnv)
+				}
+				ch.setCredential(secret)
+			}
+			if err := ch.Validate(method); err != nil {
+				return nil, fmt.Errorf("environment %s: notifications.channels.%s.%w", id, method, err)
+			}
+			channels[method] = ch
+		}
+		env.Channels = channels
+		for i := range env.Templates {
+			env.Templates[i].Normalize()
+		}
+		if _, err := templates.NewSet(env.DefaultLocale, env.Templates); err != nil {
+			return nil, fmt.Errorf("environment %s: notifications.templates.%s.%w", id, templates.DevicePairing, err)
+		}
+		envs[id] = env
+	}
+	o.Envs = envs
+	return &Dispatcher{o: o, senders: map[senderKey]builtSender{}, templates: map[string]builtSet{}}, nil
+}
+
+// ComposePairing renders the device-pairing message for p from the
+// environment's templates. The error is a store failure (the API's saved
+// templates could not be read).
+func (d *Dispatcher) ComposePairing(ctx context.Context, p delivery.Pairing) (delivery.Message, error) {
+	set, err := d.templateSet(ctx, p.EnvID)
+	if err != nil {
+		return delivery.Message{}, err
+	}
+	out, err := set.Render(templates.Request{
+		Method: p.Method, Locale: p.Locale, Variant: p.Variant, OTP: p.OTP, Vars: p.Variables,
+		User: templates.User{Username: p.Username, Email: p.Email, MobilePhone: p.MobilePhone},
+	})
+	if err != nil {
+		return delivery.Message{}, engine.AsError(err)
+	}
+	return delivery.Message{
+		ID: store.NewID(), EnvID: p.EnvID, Method: p.Method, Recipient: p.Recipient, Locale: out.Locale,
+		Subject: out.Subject, Body: out.Text, HTMLBody: out.HTML,
+	}, nil
+}
+
+// Send delivers msg over the environment's channel for its method, retrying
+// transient failures within the budget. The error is a *delivery.Error:
+// IsPermanent tells whether trying again could help.
+func (d *Dispatcher) Send(ctx context.Context, msg delivery.Message) error {
+	start := time.Now()
+	outcome := Outcome{EnvID: msg.EnvID, Method: msg.Method, Channel: "none"}
+	sender, ch, err := d.sender(ctx, msg.EnvID, msg.Method)
+	if err == nil {
+		outcome.Channel = ch.Type
+		counted := &countingSender{Sender: sender}
+		ctx, cancel := context.WithTimeout(ctx, d.o.Budget)
+		err = delivery.Retrying(counted, ch.retryPolicy()).Send(ctx, msg)
+		cancel()
+		outcome.Attempts = int(counted.attempts.Load())
+	}
+	outcome.Duration = time.Since(start)
+	d.report(msg, outcome, err)
+	return err
+}
+
+// countingSender counts the attempts of one delivery, successful or not.
+type countingSender struct {
+	delivery.Sender
+	attempts atomic.Int32
+}
+
+func (c *countingSender) Send(ctx context.Context, msg delivery.Message) error {
+	c.attempts.Add(1)
+	return c.Sender.Send(ctx, msg)
+}
+
+// report logs and counts one delivery. Neither the passcode nor the
+// recipient is logged: the delivery id ties the line to the provider's
+// records.
+func (d *Dispatcher) report(msg delivery.Message, o Outcome, err error) {
+	ev := d.o.Log.Info()
+	o.Result = ResultSent
+	if err != nil {
+		o.Reason = delivery.ReasonOf(err)
+		o.Result = ResultFailed
+		if delivery.IsPermanent(err) {
+			o.Result = ResultRefused
+		}
+		ev = d.o.Log.Warn().Str("reason", o.Reason)
+	}
+	ev.Str("env", o.EnvID).Str("method", string(o.Method)).Str("channel", o.Channel).Str("delivery", msg.ID).
+		Str("locale", msg.Locale).Str("result", o.Result).Int("attempts", o.Attempts).Dur("duration", o.Duration).
+		Msg("passcode delivery")
+	if d.o.Observer != nil {
+		d.o.Observer.Delivered(o)
+	}
+}
+
+// sender returns the sender for an environment's method: the channel saved
+// through the API, else the configured one.
+func (d *Dispatcher) sender(ctx context.Context, envID string, method delivery.Method) (delivery.Sender, Channel, error) {
+	ch, raw, err := d.channel(ctx, envID, method)
+	if err != nil {
+		return nil, Channel{}, err
+	}
+	fp := sha256.Sum256(raw)
+	key := senderKey{envID, method}
+	d.mu.Lock()
+	b, ok := d.senders[key]
+	d.mu.Unlock()
+	if ok && b.fingerprint == fp {
+		return b.sender, b.channel, nil
+	}
+	s, err := ch.newSender(d.o.Outbox)
+	if err != nil {
+		return nil, Channel{}, delivery.Permanent("channel unusable", err)
+	}
+	d.mu.Lock()
+	d.senders[key] = builtSender{fingerprint: fp, sender: s, channel: ch}
+	d.mu.Unlock()
+	return s, ch, nil
+}
+
+// channel finds the channel configuration and its canonical bytes.
+func (d *Dispatcher) channel(ctx context.Context, envID string, method delivery.Method) (Channel, []byte, error) {
+	ch, found, err := d.savedChannel(ctx, envID, method)
+	if errors.Is(err, store.ErrUnavailable) {
+		return Channel{}, nil, delivery.Transient("store unavailable", err)
+	}
+	if err != nil {
+		// Sealed with another secret, or damaged: no retry will fix it.
+		return Channel{}, nil, delivery.Permanent("channel unusable", err)
+	}
+	if !found {
+		ch, found = d.o.Envs[envID].Channels[method]
+	}
+	if !found {
+		return Channel{}, nil, delivery.Permanent("no channel", fmt.Errorf("environment %s has no channel for %s", envID, method))
+	}
+	raw, err := json.Marshal(ch)
+	if err != nil {
+		return Channel{}, nil, delivery.Permanent("channel unusable", err)
+	}
+	return ch, raw, nil
+}
+
+// templateSet builds the environment's template set: the configured
+// contents, overridden by those saved through the API. The set is rebuilt
+// only when the contents change.
+func (d *Dispatcher) templateSet(ctx context.Context, envID string) (*templates.Set, error) {
+	env := d.o.Envs[envID]
+	saved, err := d.o.Store.ListDocuments(ctx, envID, store.KindTemplate)
+	if err != nil {
+		return nil, engine.Unavailable(err)
+	}
+	h := sha256.New()
+	for _, doc := range saved {
+		h.Write([]byte(doc.ID))
+		h.Write([]byte{0})
+		h.Write(doc.Data)
+		h.Write([]byte{0})
+	}
+	var fp [32]byte
+	h.Sum(fp[:0])
+	d.mu.Lock()
+	b, ok := d.templates[envID]
+	d.mu.Unlock()
+	if ok && b.fingerprint == fp {
+		return b.set, nil
+	}
+	contents, err := mergeContents(env.Templates, saved)
+	if err != nil {
+		return nil, engine.AsError(err)
+	}
+	set, err := templates.NewSet(env.DefaultLocale, contents)
+	if err != nil {
+		return nil, engine.AsError(fmt.Errorf("environment %s: saved templates: %w", envID, err))
+	}
+	d.mu.Lock()
+	d.templates[envID] = builtSet{fingerprint: fp, set: set}
+	d.mu.Unlock()
+	return set, nil
+}
+
+// mergeContents lays saved contents over configured ones by key.
+func mergeContents(configured []templates.Content, saved []store.Document) ([]templates.Content, error) {
+	byKey := make(map[templates.Key]templates.Content, len(configured)+len(saved))
+	order := make([]templates.Key, 0, len(configured)+len(saved))
+	for _, c := range configured {
+		byKey[c.Key()] = c
+		order = append(order, c.Key())
+	}
+	for _, doc := range saved {
+		var c templates.Content
+		if err := json.Unmarshal(doc.Data, &c); err != nil {
+			return nil, fmt.Errorf("saved template %s: %w", doc.ID, err)
+		}
+		if _, ok := byKey[c.Key()]; !ok {
+			order = append(order, c.Key())
+		}
+		byKey[c.Key()] = c
+	}
+	out := make([]templates.Content, 0, len(order))
+	for _, k := range order {
+		out = append(out, byKey[k])
+	}
+	return out, nil
+}
+
+// savedChannel reads the channel saved through the API, if any.
+func (d *Dispatcher) savedChannel(ctx context.Context, envID string, method delivery.Method) (Channel, bool, error) {
+	doc, err := d.o.Store.GetDocument(ctx, envID, store.KindChannel, string(method))
+	if errors.Is(err, store.ErrNotFound) {
+		return Channel{}, false, nil
+	}
+	if err != nil {
+		return Channel{}, false, err
+	}
+	ch, err := d.openChannel(envID, method, doc.Data)
+	if err != nil {
+		return Channel{}, false, err
+	}
+	return ch, true, nil
+}

@@ -1,0 +1,254 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/templates"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// lookupEnv reads the environment (a variable, so tests can replace it).
+var lookupEnv = os.LookupEnv
+
+// Sources of a template content or channel, as the API shows them.
+const (
+	SourceConfiguration = "configuration"
+	SourceAPI           = "api"
+)
+
+// TemplateEntry is a template content as the management API lists it.
+type TemplateEntry struct {
+	templates.Content
+	Source string `json:"source"`
+}
+
+// TemplateContents lists an environment's device-pairing contents, saved
+// ones over configured ones, sorted by key.
+func (d *Dispatcher) TemplateContents(ctx context.Context, envID string) ([]TemplateEntry, error) {
+	saved, err := d.o.Store.ListDocuments(ctx, envID, store.KindTemplate)
+	if err != nil {
+		return nil, engine.Unavailable(err)
+	}
+	byKey := map[string]TemplateEntry{}
+	for _, c := range d.o.Envs[envID].Templates {
+		byKey[c.Key().String()] = TemplateEntry{Content: c, Source: SourceConfiguration}
+	}
+	for _, doc := range saved {
+		var c templates.Content
+		if err := json.Unmarshal(doc.Data, &c); err != nil {
+			return nil, engine.AsError(err)
+		}
+		byKey[doc.ID] = TemplateEntry{Content: c, Source: SourceAPI}
+	}
+	out := make([]TemplateEntry, 0, len(byKey))
+	for _, k := range sortedKeys(byKey) {
+		out = append(out, byKey[k])
+	}
+	return out, nil
+}
+
+// TemplateContent returns one content.
+func (d *Dispatcher) TemplateContent(ctx context.Context, envID string, key templates.Key) (TemplateEntry, error) {
+	doc, err := d.o.Store.GetDocument(ctx, envID, store.KindTemplate, key.String())
+	if err == nil {
+		var c templates.Content
+		if err := json.Unmarshal(doc.Data, &c); err != nil {
+			return TemplateEntry{}, engine.AsError(err)
+		}
+		return TemplateEntry{Content: c, Source: SourceAPI}, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return TemplateEntry{}, engine.Unavailable(err)
+	}
+	if c, ok := d.configuredContent(envID, key); ok {
+		return TemplateEntry{Content: c, Source: SourceConfiguration}, nil
+	}
+	return TemplateEntry{}, engine.NotFound("template content")
+}
+
+func (d *Dispatcher) configuredContent(envID string, key templates.Key) (templates.Content, bool) {
+	for _, c := range d.o.Envs[envID].Templates {
+		if c.Key() == key {
+			return c, true
+		}
+	}
+	return templates.Content{}, false
+}
+
+// SaveTemplateContent validates and saves a content, replacing the one with
+// the same method, locale and variant. It reports whether none existed
+// before (configured or saved). A bad content changes nothing: the error
+// lists every problem with its field.
+func (d *Dispatcher) SaveTemplateContent(ctx context.Context, envID string, c templates.Content) (bool, error) {
+	c.Normalize()
+	if problems := c.Validate(); len(problems) > 0 {
+		details := make([]engine.ErrorDetail, len(problems))
+		for i, p := range problems {
+			details[i] = engine.ErrorDetail{Code: p.Code, Target: p.Field, Message: p.Message}
+		}
+		return false, engine.Invalid(details...)
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		return false, engine.AsError(err)
+	}
+	created, err := d.o.Store.PutDocument(ctx, store.Document{EnvID: envID, Kind: store.KindTemplate, ID: c.Key().String(), Data: data}, false)
+	if err != nil {
+		return false, engine.Unavailable(err)
+	}
+	if _, configured := d.configuredContent(envID, c.Key()); configured {
+		created = false
+	}
+	return created, nil
+}
+
+// DeleteTemplateContent removes a saved content. Deleting the override of a
+// configured content restores it; a configured content itself cannot be
+// deleted through the API.
+func (d *Dispatcher) DeleteTemplateContent(ctx context.Context, envID string, key templates.Key) error {
+	err := d.o.Store.DeleteDocument(ctx, envID, store.KindTemplate, key.String())
+	if errors.Is(err, store.ErrNotFound) {
+		if _, ok := d.configuredContent(envID, key); ok {
+			return &engine.Error{Status: http.StatusConflict, Code: engine.CodeActionNotAllowed,
+				Message: "Template content " + key.String() + " is defined in the configuration file; remove it there."}
+		}
+		return engine.NotFound("template content")
+	}
+	if err != nil {
+		return engine.Unavailable(err)
+	}
+	return nil
+}
+
+// ChannelEntry is a channel as the management API shows it: without its
+// credentials.
+type ChannelEntry struct {
+	Method delivery.Method `json:"deliveryMethod"`
+	Channel
+	Source string `json:"source"`
+}
+
+// Methods lists the delivery methods, in the order the API shows them.
+var Methods = []delivery.Method{delivery.Email, delivery.SMS, delivery.Voice}
+
+// Channels lists the environment's channels, saved over configured.
+func (d *Dispatcher) Channels(ctx context.Context, envID string) ([]ChannelEntry, error) {
+	out := []ChannelEntry{}
+	for _, m := range Methods {
+		e, err := d.ChannelFor(ctx, envID, m)
+		if engine.AsError(err).Code == engine.CodeNotFound {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// ChannelFor returns the environment's channel for one method.
+func (d *Dispatcher) ChannelFor(ctx context.Context, envID string, method delivery.Method) (ChannelEntry, error) {
+	ch, found, err := d.savedChannel(ctx, envID, method)
+	if err != nil {
+		return ChannelEntry{}, engine.Unavailable(err)
+	}
+	if found {
+		return ChannelEntry{Method: method, Channel: ch.Redacted(), Source: SourceAPI}, nil
+	}
+	if ch, ok := d.o.Envs[envID].Channels[method]; ok {
+		ch.CredentialEnv = ""
+		return ChannelEntry{Method: method, Channel: ch.Redacted(), Source: SourceConfiguration}, nil
+	}
+	return ChannelEntry{}, engine.NotFound("channel")
+}
+
+// SaveChannel validates a channel and saves it, sealed, replacing the
+// environment's channel for method. It reports whether there was none.
+func (d *Dispatcher) SaveChannel(ctx context.Context, envID string, method delivery.Method, ch Channel) (bool, error) {
+	if ch.CredentialEnv != "" {
+		return false, engine.InvalidField("credentialEnv", engine.DetailInvalidValue,
+			"is for the configuration file only; send the credential itself (it is stored encrypted and never shown)")
+	}
+	if err := ch.Validate(method); err != nil {
+		field, msg, _ := strings.Cut(err.Error(), ": ")
+		return false, engine.InvalidField(field, engine.DetailInvalidValue, msg)
+	}
+	plain, err := json.Marshal(ch)
+	if err != nil {
+		return false, engine.AsError(err)
+	}
+	data, err := json.Marshal(sealedChannel{Sealed: d.o.Sealer.Seal(plain, channelOwner(envID, method))})
+	if err != nil {
+		return false, engine.AsError(err)
+	}
+	created, err := d.o.Store.PutDocument(ctx, store.Document{EnvID: envID, Kind: store.KindChannel, ID: string(method), Data: data}, false)
+	if err != nil {
+		return false, engine.Unavailable(err)
+	}
+	if _, configured := d.o.Envs[envID].Channels[method]; configured {
+		created = false
+	}
+	return created, nil
+}
+
+// DeleteChannel removes a saved channel; a configured one takes over again.
+func (d *Dispatcher) DeleteChannel(ctx context.Context, envID string, method delivery.Method) error {
+	err := d.o.Store.DeleteDocument(ctx, envID, store.KindChannel, string(method))
+	if errors.Is(err, store.ErrNotFound) {
+		if _, ok := d.o.Envs[envID].Channels[method]; ok {
+			return &engine.Error{Status: http.StatusConflict, Code: engine.CodeActionNotAllowed,
+				Message: "The " + string(method) + " channel is defined in the configuration file; remove it there."}
+		}
+		return engine.NotFound("channel")
+	}
+	if err != nil {
+		return engine.Unavailable(err)
+	}
+	return nil
+}
+
+// sealedChannel is a channel as the store keeps it: the whole configuration
+// encrypted, since it holds a credential.
+type sealedChannel struct {
+	Sealed string `json:"sealed"`
+}
+
+// channelOwner binds a sealed channel to its environment and method, so a
+// stored channel cannot be copied to another.
+func channelOwner(envID string, method delivery.Method) string {
+	return "channel:" + envID + ":" + string(method)
+}
+
+func (d *Dispatcher) openChannel(envID string, method delivery.Method, data []byte) (Channel, error) {
+	var sc sealedChannel
+	if err := json.Unmarshal(data, &sc); err != nil {
+		return Channel{}, err
+	}
+	plain, err := d.o.Sealer.Open(sc.Sealed, channelOwner(envID, method))
+	if err != nil {
+		return Channel{}, err
+	}
+	var ch Channel
+	if err := json.Unmarshal(plain, &ch); err != nil {
+		return Channel{}, err
+	}
+	return ch, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

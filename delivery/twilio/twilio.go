@@ -1,0 +1,267 @@
+// Package twilio delivers SMS and voice passcodes through Twilio's REST API
+// (version 2010-04-01), or a service that speaks it: SMS through the
+// Messages resource, voice through a Call that reads the message out with
+// TwiML <Say>.
+package twilio
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/enrollflow/enrollflow/delivery"
+)
+
+// DefaultBaseURL is Twilio's API.
+const DefaultBaseURL = "https://api.twilio.com"
+
+// DefaultTimeout bounds one API request.
+const DefaultTimeout = 10 * time.Second
+
+// responseReadLimit bounds how much of an answer is read: an error body is
+// a few hundred bytes, and a success body is not used.
+const responseReadLimit = 4 << 10
+
+var (
+	accountSIDPattern = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
+	serviceSIDPattern = regexp.MustCompile(`^MG[0-9a-fA-F]{32}$`)
+	// e164 is a phone number in international form: + and 7-15 digits.
+	e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+)
+
+// Config is a Twilio channel's settings.
+type Config struct {
+	AccountSID string `json:"accountSid"`
+	AuthToken  string `json:"authToken"`
+	// From is the caller id for calls, and the SMS sender unless
+	// MessagingServiceSID is set; E.164 ("+15551234567").
+	From string `json:"from"`
+	// MessagingServiceSID, when set, sends SMS through that messaging
+	// service (which picks the sender) instead of From.
+	MessagingServiceSID string `json:"messagingServiceSid,omitempty"`
+	// BaseURL is the API's address: https, or http on a loopback host for
+	// development (DefaultBaseURL when empty).
+	BaseURL string `json:"baseUrl,omitempty"`
+	// Voice is the <Say> voice ("alice", "Polly.Joanna", ...); Twilio's
+	// default when empty.
+	Voice string `json:"voice,omitempty"`
+	// Timeout bounds one request (DefaultTimeout when zero).
+	Timeout delivery.Duration `json:"timeout,omitempty"`
+}
+
+// withDefaults fills the fields left empty.
+func (c Config) withDefaults() Config {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	if c.Timeout == 0 {
+		c.Timeout = delivery.Duration(DefaultTimeout)
+	}
+	return c
+}
+
+// Validate checks the configuration (empty optional fields take their
+// defaults). Errors name the field, as in "twilio.from: must be ...", and
+// never quote the auth token.
+func (c *Config) Validate() error {
+	cfg := c.withDefaults()
+	switch {
+	case !accountSIDPattern.MatchString(cfg.AccountSID):
+		return errors.New("twilio.accountSid: must be AC and 32 hex digits")
+	case cfg.AuthToken == "":
+		return errors.New("twilio.authToken: is required")
+	case !e164.MatchString(cfg.From):
+		return errors.New("twilio.from: must be a phone number in E.164 form (+ and 7-15 digits); calls need it")
+	case cfg.MessagingServiceSID != "" && !serviceSIDPattern.MatchString(cfg.MessagingServiceSID):
+		return errors.New("twilio.messagingServiceSid: must be MG and 32 hex digits")
+	case strings.ContainsAny(cfg.Voice, "\r\n\x00"):
+		return errors.New("twilio.voice: must be a voice name")
+	case cfg.Timeout < 0:
+		return errors.New("twilio.timeout: must be positive")
+	}
+	return validateBaseURL(cfg.BaseURL)
+}
+
+func validateBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "":
+		return errors.New("twilio.baseUrl: must be an absolute URL")
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		return errors.New("twilio.baseUrl: must be a scheme, host and optional path only")
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	}
+	return errors.New("twilio.baseUrl: must use https (http only on a loopback host)")
+}
+
+// isLoopback reports whether host is this machine: "localhost", 127.0.0.0/8
+// or ::1.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.IsLoopback()
+}
+
+// Sender sends through one Twilio account. It is safe for concurrent use.
+type Sender struct {
+	cfg         Config
+	messagesURL string
+	callsURL    string
+	client      *http.Client
+}
+
+// New validates cfg and builds its Sender.
+func New(cfg Config) (*Sender, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	account := strings.TrimSuffix(cfg.BaseURL, "/") + "/2010-04-01/Accounts/" + cfg.AccountSID
+	return &Sender{
+		cfg:         cfg,
+		messagesURL: account + "/Messages.json",
+		callsURL:    account + "/Calls.json",
+		client: &http.Client{
+			Timeout: time.Duration(cfg.Timeout),
+			// Following a redirect would resend the credentials and the
+			// passcode somewhere unconfigured.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}, nil
+}
+
+// Kind names the channel type.
+func (*Sender) Kind() string { return "twilio" }
+
+// Send texts (SMS) or calls (VOICE) msg.Recipient. Failures are
+// *delivery.Error values whose text holds neither the number nor the
+// message.
+func (s *Sender) Send(ctx context.Context, msg delivery.Message) error {
+	if msg.Method != delivery.SMS && msg.Method != delivery.Voice {
+		return delivery.Permanent("method not supported", nil)
+	}
+	if !e164.MatchString(msg.Recipient) {
+		return delivery.Permanent("bad address", nil)
+	}
+	form := url.Values{"To": {msg.Recipient}}
+	if msg.Method == delivery.Voice {
+		twiml, err := sayTwiML(msg.Body, msg.Locale, s.cfg.Voice)
+		if err != nil {
+			return delivery.Permanent("bad message", nil)
+		}
+		// A call needs a caller id: a messaging service only sends SMS.
+		form.Set("From", s.cfg.From)
+		form.Set("Twiml", twiml)
+		return s.post(ctx, s.callsURL, form)
+	}
+	if s.cfg.MessagingServiceSID != "" {
+		form.Set("MessagingServiceSid", s.cfg.MessagingServiceSID)
+	} else {
+		form.Set("From", s.cfg.From)
+	}
+	form.Set("Body", msg.Body)
+	return s.post(ctx, s.messagesURL, form)
+}
+
+func (s *Sender) post(ctx context.Context, endpoint string, form url.Values) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return delivery.Permanent("bad configuration", nil)
+	}
+	req.SetBasicAuth(s.cfg.AccountSID, s.cfg.AuthToken)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "enrollflow")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return transportError(err)
+	}
+	defer drainAndClose(resp.Body)
+	return statusError(resp, time.Now())
+}
+
+// drainAndClose reads what is left of a short body, so the connection can
+// be reused, and closes it.
+func drainAndClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, responseReadLimit))
+	_ = body.Close()
+}
+
+// twiml is the call script: read the message once. The message text
+// already repeats the code, so the script does not.
+type twiml struct {
+	XMLName xml.Name `xml:"Response"`
+	Say     say      `xml:"Say"`
+}
+
+type say struct {
+	Language string `xml:"language,attr,omitempty"`
+	Voice    string `xml:"voice,attr,omitempty"`
+	Text     string `xml:",chardata"`
+}
+
+// sayTwiML is the TwiML document that reads text in the locale's language;
+// encoding/xml escapes it.
+func sayTwiML(text, locale, voice string) (string, error) {
+	out, err := xml.Marshal(twiml{Say: say{Language: locale, Voice: voice, Text: text}})
+	return string(out), err
+}
+
+// apiError is the body of a Twilio error reply. Only the numeric code is
+// kept: the message may quote the phone number.
+type apiError struct {
+	Code int `json:"code"`
+}
+
+// statusError classifies the API's reply: 429 and 5xx are transient, other
+// failures permanent. The reason holds the status and Twilio's error code,
+// as in "twilio 400 code 21211".
+func statusError(resp *http.Response, now time.Time) error {
+	status := resp.StatusCode
+	if status >= 200 && status < 300 {
+		return nil
+	}
+	reason := "twilio " + strconv.Itoa(status)
+	var body apiError
+	if json.NewDecoder(io.LimitReader(resp.Body, responseReadLimit)).Decode(&body) == nil && body.Code > 0 {
+		reason += fmt.Sprintf(" code %d", body.Code)
+	}
+	switch {
+	case status == http.StatusTooManyRequests:
+		return &delivery.Error{Reason: reason, RetryAfter: delivery.ParseRetryAfter(resp.Header.Get("Retry-After"), now)}
+	case status >= 500:
+		return delivery.Transient(reason, nil)
+	}
+	return delivery.Permanent(reason, nil)
+}
+
+// transportError classifies a failed round trip. The *url.Error around
+// the cause is dropped, so that the error names neither the account's URL
+// nor anything else of the request.
+func transportError(err error) error {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	var netErr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
+		return delivery.Transient("timeout", err)
+	}
+	return delivery.Transient("connection failed", err)
+}

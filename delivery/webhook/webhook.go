@@ -1,0 +1,309 @@
+// Package webhook delivers passcodes as a signed JSON POST to the
+// operator's own gateway, which relays them by SMS, voice or e-mail.
+//
+// The request body is
+//
+//	{"id":"…","environmentId":"…","method":"SMS","recipient":"+15551234567","locale":"en","content":"…"}
+//
+// with "subject" (before "content") and "html" (after it) added for e-mail
+// when they are not empty. The headers are
+//
+//	Content-Type: application/json
+//	User-Agent: enrollflow
+//	X-Enrollflow-Timestamp: <unix seconds>
+//	X-Enrollflow-Signature: v1=<lowercase hex HMAC-SHA256(secret, timestamp + "." + body)>
+//
+// plus the configured ones. A receiver checks the signature with Verify.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/enrollflow/enrollflow/delivery"
+)
+
+// Header names of the signature scheme.
+const (
+	TimestampHeader = "X-Enrollflow-Timestamp"
+	SignatureHeader = "X-Enrollflow-Signature"
+)
+
+// DefaultTimeout bounds one request.
+const DefaultTimeout = 5 * time.Second
+
+// minSecretLen keeps the HMAC key out of guessing range.
+const minSecretLen = 16
+
+// responseReadLimit bounds how much of a response is read: the gateway's
+// answer is not used, and reading it all would let it stall us.
+const responseReadLimit = 4 << 10
+
+// Config is a webhook channel's settings.
+type Config struct {
+	// URL receives the POST: https, or http on a loopback host for
+	// development.
+	URL string `json:"url"`
+	// Secret keys the HMAC signature; at least 16 bytes.
+	Secret string `json:"secret"`
+	// Headers are added to every request (an API key for the gateway, say).
+	Headers map[string]string `json:"headers,omitempty"`
+	// Timeout bounds one request (DefaultTimeout when zero).
+	Timeout delivery.Duration `json:"timeout,omitempty"`
+}
+
+// reservedHeaders are set by the Sender or by net/http; a configured value
+// would break the signature or the framing.
+var reservedHeaders = []string{
+	"Content-Type", "Content-Length", "Host", "Transfer-Encoding", "Connection",
+	TimestampHeader, SignatureHeader,
+}
+
+// Validate checks the configuration; errors name the field, as in
+// "webhook.url: must use https". Neither the secret nor header values are
+// quoted, since they may be credentials.
+func (c *Config) Validate() error {
+	if err := validateURL(c.URL); err != nil {
+		return err
+	}
+	if len(c.Secret) < minSecretLen {
+		return fmt.Errorf("webhook.secret: must be at least %d bytes", minSecretLen)
+	}
+	for name, value := range c.Headers {
+		if !isToken(name) {
+			return fmt.Errorf("webhook.headers: %q is not a valid header name", name)
+		}
+		for _, reserved := range reservedHeaders {
+			if strings.EqualFold(name, reserved) {
+				return fmt.Errorf("webhook.headers: %s is set by enrollflow", reserved)
+			}
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return fmt.Errorf("webhook.headers: the value of %s holds a line break", name)
+		}
+	}
+	if c.Timeout < 0 {
+		return errors.New("webhook.timeout: must be positive")
+	}
+	return nil
+}
+
+func validateURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		return errors.New("webhook.url: is required")
+	case err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "":
+		return errors.New("webhook.url: must be an absolute URL")
+	case u.User != nil:
+		return errors.New("webhook.url: must not hold credentials (use webhook.headers)")
+	case u.Fragment != "":
+		return errors.New("webhook.url: must not have a fragment")
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	case u.Scheme == "http":
+		return errors.New("webhook.url: must use https (http only on a loopback host)")
+	}
+	return errors.New("webhook.url: must use https")
+}
+
+// isLoopback reports whether host is this machine: "localhost", 127.0.0.0/8
+// or ::1.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.IsLoopback()
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Sender posts messages to one webhook. It is safe for concurrent use.
+type Sender struct {
+	url     string
+	secret  []byte
+	headers http.Header
+	client  *http.Client
+}
+
+// New validates cfg and builds its Sender.
+func New(cfg Config) (*Sender, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	timeout := time.Duration(cfg.Timeout)
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	headers := http.Header{}
+	for name, value := range cfg.Headers {
+		headers.Set(name, value)
+	}
+	return &Sender{
+		url:     cfg.URL,
+		secret:  []byte(cfg.Secret),
+		headers: headers,
+		client: &http.Client{
+			Timeout: timeout,
+			// A redirect would carry the passcode to a place nobody
+			// configured: it is refused, and reported as the 3xx it is.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}, nil
+}
+
+// Kind names the channel type.
+func (*Sender) Kind() string { return "webhook" }
+
+// payload is the request body; see the package documentation.
+type payload struct {
+	ID            string          `json:"id"`
+	EnvironmentID string          `json:"environmentId"`
+	Method        delivery.Method `json:"method"`
+	Recipient     string          `json:"recipient"`
+	Locale        string          `json:"locale"`
+	Subject       string          `json:"subject,omitempty"`
+	Content       string          `json:"content"`
+	HTML          string          `json:"html,omitempty"`
+}
+
+func payloadOf(msg delivery.Message) payload {
+	p := payload{ID: msg.ID, EnvironmentID: msg.EnvID, Method: msg.Method, Recipient: msg.Recipient,
+		Locale: msg.Locale, Content: msg.Body}
+	if msg.Method == delivery.Email {
+		p.Subject, p.HTML = msg.Subject, msg.HTMLBody
+	}
+	return p
+}
+
+// Send posts msg. Failures are *delivery.Error values: 429 and 5xx
+// replies and network failures are transient, other replies permanent.
+func (s *Sender) Send(ctx context.Context, msg delivery.Message) error {
+	switch msg.Method {
+	case delivery.SMS, delivery.Voice, delivery.Email:
+	default:
+		return delivery.Permanent("method not supported", nil)
+	}
+	body, err := json.Marshal(payloadOf(msg))
+	if err != nil {
+		return delivery.Permanent("bad message", nil)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return delivery.Permanent("bad configuration", nil)
+	}
+	req.Header = s.headers.Clone()
+	timestamp := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set("Content-Type", "application/json")
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "enrollflow")
+	}
+	req.Header.Set(TimestampHeader, timestamp)
+	req.Header.Set(SignatureHeader, Sign(s.secret, timestamp, body))
+
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return transportError(err)
+	}
+	defer drainAndClose(resp.Body)
+	return statusError(resp, time.Now())
+}
+
+// statusError classifies the gateway's reply.
+func statusError(resp *http.Response, now time.Time) error {
+	code := resp.StatusCode
+	reason := "http " + strconv.Itoa(code)
+	switch {
+	case code >= 200 && code < 300:
+		return nil
+	case code == http.StatusTooManyRequests:
+		return &delivery.Error{Reason: reason, RetryAfter: delivery.ParseRetryAfter(resp.Header.Get("Retry-After"), now)}
+	case code >= 500:
+		return delivery.Transient(reason, nil)
+	}
+	return delivery.Permanent(reason, nil)
+}
+
+// transportError classifies a failed round trip. The *url.Error around
+// the cause is dropped: its text holds the URL, which may carry a token.
+func transportError(err error) error {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	var netErr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
+		return delivery.Transient("timeout", err)
+	}
+	return delivery.Transient("connection failed", err)
+}
+
+// drainAndClose reads a little of body so the connection can be reused,
+// then closes it.
+func drainAndClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, responseReadLimit))
+	_ = body.Close()
+}
+
+// Sign is the X-Enrollflow-Signature value for a request: "v1=" and the
+// lowercase hex HMAC-SHA256 of timestamp + "." + body under secret.
+func Sign(secret []byte, timestamp string, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(timestamp))
+	mac.Write([]byte("."))
+	mac.Write(body)
+	return "v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Errors from Verify.
+var (
+	ErrBadTimestamp = errors.New("webhook: timestamp missing, malformed or outside the tolerance")
+	ErrBadSignature = errors.New("webhook: signature does not match")
+)
+
+// Verify checks a received request: the timestamp header must lie within
+// tolerance of now (which stops a recorded request from being replayed
+// later), and signature, the X-Enrollflow-Signature header, must be
+// Sign(secret, timestamp, body). The comparison takes constant time.
+func Verify(secret []byte, timestamp string, body []byte, signature string, now time.Time, tolerance time.Duration) error {
+	secs, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return ErrBadTimestamp
+	}
+	if skew := now.Sub(time.Unix(secs, 0)); skew > tolerance || skew < -tolerance {
+		return ErrBadTimestamp
+	}
+	if !hmac.Equal([]byte(signature), []byte(Sign(secret, timestamp, body))) {
+		return ErrBadSignature
+	}
+	return nil
+}
