@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,7 +83,11 @@ func (p RetryPolicy) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads the backoffs as duration strings.
 func (p *RetryPolicy) UnmarshalJSON(data []byte) error {
 	w := retryPolicyJSON{p.Attempts, Duration(p.InitialBackoff), Duration(p.MaxBackoff)}
-	if err := json.Unmarshal(data, &w); err != nil {
+	// Strict like the rest of the configuration: a misspelt field must not
+	// silently leave a default in place.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
 		return err
 	}
 	*p = RetryPolicy{w.Attempts, time.Duration(w.InitialBackoff), time.Duration(w.MaxBackoff)}

@@ -62,7 +62,7 @@ func (c *Channel) Validate(method delivery.Method) error {
 		return fmt.Errorf("%s: is required for a %s channel", c.Type, c.Type)
 	}
 	if c.Retry != nil {
-		if err := c.Retry.Validate(); err != nil {
+		if err := c.Retry.WithDefaults().Validate(); err != nil {
 			return fmt.Errorf("retry.%w", err)
 		}
 	}
