@@ -54,18 +54,20 @@ const (
 	maxBackoffLimit       = 30 * time.Second
 )
 
-// RetryPolicy says how often and how patiently Retrying tries a send.
+// RetryPolicy says how often and how patiently Retrying tries a send. (The
+// field tags name the JSON keys for strict configuration decoding, which
+// checks keys against them; MarshalJSON and UnmarshalJSON do the rest.)
 // In JSON the backoffs are duration strings:
 //
 //	{"attempts": 3, "initialBackoff": "250ms", "maxBackoff": "2s"}
 type RetryPolicy struct {
 	// Attempts counts every send, the first one included.
-	Attempts int
+	Attempts int `json:"attempts"`
 	// InitialBackoff bounds the wait before the second attempt; each later
 	// wait may be twice as long as the one before.
-	InitialBackoff time.Duration
+	InitialBackoff time.Duration `json:"initialBackoff"`
 	// MaxBackoff caps every wait, a provider's Retry-After included.
-	MaxBackoff time.Duration
+	MaxBackoff time.Duration `json:"maxBackoff"`
 }
 
 // retryPolicyJSON is RetryPolicy's wire form.

@@ -73,6 +73,7 @@ func Build(o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	warnMissingChannels(o.Log, envs, deliveryEnvs)
 	step := mfaenroll.New(mfaenroll.Deps{
 		Devices: o.Store, Messenger: dispatcher,
 		Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: o.Log,
@@ -86,3 +87,25 @@ func Build(o Options) (*Node, error) {
 	}
 	return &Node{Runner: runner, Dispatcher: dispatcher}, nil
 }
+
+// warnMissingChannels tells the operator at start-up about a method that a
+// policy lets users enroll but no configured channel delivers: its
+// passcodes fail (DELIVERY_FAILED) until a channel is saved through the API.
+func warnMissingChannels(log zerolog.Logger, envs []*engine.Environment, delivery map[string]dispatch.Environment) {
+	for _, env := range envs {
+		for _, t := range []mfa.DeviceType{mfa.Email, mfa.SMS, mfa.Voice} {
+			if _, ok := delivery[env.ID].Channels[deliveryMethod(t)]; ok {
+				continue
+			}
+			for _, p := range env.SortedPolicies() {
+				if p.Pairable(t) {
+					log.Warn().Str("env", env.ID).Str("method", string(t)).Str("policy", p.ID).
+						Msg("no channel is configured for a method this policy enrolls; its passcodes cannot be delivered until one is saved through the API")
+					break
+				}
+			}
+		}
+	}
+}
+
+func deliveryMethod(t mfa.DeviceType) delivery.Method { return delivery.Method(t) }
