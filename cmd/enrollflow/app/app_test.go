@@ -15,7 +15,9 @@ import (
 	"github.com/enrollflow/enrollflow/store/memory"
 )
 
-func configFile(name string) string { return filepath.Join("..", "..", "..", "testdata", "config", name) }
+func configFile(name string) string {
+	return filepath.Join("..", "..", "..", "testdata", "config", name)
+}
 
 // The configuration the README points to builds, channels and templates
 // included, with its credentials taken from the environment.
