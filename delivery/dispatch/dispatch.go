@@ -159,6 +159,12 @@ func (d *Dispatcher) ComposePairing(ctx context.Context, p delivery.Pairing) (de
 	if err != nil {
 		return delivery.Message{}, engine.AsError(err)
 	}
+	if len(out.Missing) > 0 {
+		// The integrator's template.variables lack what the content uses:
+		// the passcode still goes, with the gap; the names tell them why.
+		d.o.Log.Warn().Str("env", p.EnvID).Str("method", string(p.Method)).Str("locale", out.Locale).
+			Str("variant", out.Variant).Strs("missing", out.Missing).Msg("template variables not supplied")
+	}
 	return delivery.Message{
 		ID: store.NewID(), EnvID: p.EnvID, Method: p.Method, Recipient: p.Recipient, Locale: out.Locale,
 		Subject: out.Subject, Body: out.Text, HTMLBody: out.HTML,
