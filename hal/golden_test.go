@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/hal/haltest"
 )
 
@@ -171,6 +172,16 @@ func TestGolden(t *testing.T) {
 		mustStatus(t, r, http.StatusOK)
 		z.name(str(r.Body, "device", "id"), "<VOICE_DEVICE_ID>")
 		golden(t, z, "activation_required_voice", r)
+
+		// ACTIVATION_REQUIRED after the provider refused the passcode.
+		n.Outbox.Fail = delivery.Permanent("http 400", nil)
+		failedExec := n.startFlow(demoFlow, map[string]any{"id": "fay", "mobilePhone": "+15557654321"})
+		z.name(failedExec, "<FAILED_EXECUTION_ID>")
+		r = n.create(failedExec, "SMS")
+		mustStatus(t, r, http.StatusOK)
+		z.name(str(r.Body, "device", "id"), "<FAILED_DEVICE_ID>")
+		golden(t, z, "activation_required_delivery_failed", r)
+		n.Outbox.Fail = nil
 
 		// The error bodies of a missing API key, an unknown execution and an
 		// unknown content type.
