@@ -58,7 +58,12 @@ func TestOutboxWritesOneFilePerMessage(t *testing.T) {
 		t.Fatalf("outbox dir: %v %v (must not be readable by others)", fi.Mode(), err)
 	}
 	const otp = "493817"
-	msg := delivery.PairingMessage("env1", delivery.Email, "jane@example.com", "en-GB", otp)
+	msg := delivery.Message{
+		ID: "0123456789abcdef", EnvID: "env1", Method: delivery.Email, Recipient: "jane@example.com", Locale: "en-GB",
+		Subject:  "Your verification code",
+		Body:     "Use this code: " + otp + "\n\nIf you did not ask for it, ignore this message.",
+		HTMLBody: "<p>Use this code: <b>" + otp + "</b></p>",
+	}
 	if err := ob.Send(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +92,7 @@ func TestOutboxWritesOneFilePerMessage(t *testing.T) {
 		raw, _ := os.ReadFile(filepath.Join(dir, name))
 		var fields map[string]any
 		_ = json.Unmarshal(raw, &fields)
-		for _, k := range []string{"environmentId", "channel", "recipient", "locale", "subject", "body"} {
+		for _, k := range []string{"id", "environmentId", "channel", "recipient", "locale", "subject", "body", "htmlBody"} {
 			if _, ok := fields[k]; !ok {
 				t.Errorf("file lacks %q: %s", k, raw)
 			}
@@ -118,7 +123,8 @@ func TestOutboxConcurrentSends(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			otp := "9" + strings.Repeat(string(rune('0'+i%10)), 5)
-			m := delivery.PairingMessage("env1", methods[i%3], "+15551234567", "", otp)
+			m := delivery.Message{EnvID: "env1", Method: methods[i%3], Recipient: "+15551234567", Locale: "en",
+				Body: "Your verification code is " + otp + "."}
 			errs <- ob.Send(context.Background(), m)
 		}(i)
 	}
@@ -156,48 +162,6 @@ func TestOutboxErrors(t *testing.T) {
 	}
 	if err := ob.Send(context.Background(), delivery.Message{Method: delivery.SMS, Body: "x"}); err == nil || !strings.HasPrefix(err.Error(), "outbox:") {
 		t.Fatalf("Send into a removed directory = %v", err)
-	}
-}
-
-func TestPairingMessage(t *testing.T) {
-	const otp = "582910"
-	tests := []struct {
-		method      delivery.Method
-		recipient   string
-		wantSubject bool
-		wantInBody  []string
-	}{
-		{delivery.Email, "jane@example.com", true, []string{otp}},
-		{delivery.SMS, "+15551234567", false, []string{otp}},
-		{delivery.Voice, "+15551234567", false, []string{"5, 8, 2, 9, 1, 0"}},
-	}
-	for _, tc := range tests {
-		m := delivery.PairingMessage("env1", tc.method, tc.recipient, "", otp)
-		if m.EnvID != "env1" || m.Method != tc.method || m.Recipient != tc.recipient || m.Locale != "en" {
-			t.Errorf("%s: header = %+v", tc.method, m)
-		}
-		if (m.Subject != "") != tc.wantSubject {
-			t.Errorf("%s: subject %q", tc.method, m.Subject)
-		}
-		for _, s := range tc.wantInBody {
-			if strings.Count(m.Body, s) < 1 {
-				t.Errorf("%s: body %q lacks %q", tc.method, m.Body, s)
-			}
-		}
-		if strings.Contains(m.Body, "${otp}") {
-			t.Errorf("%s: placeholder left in %q", tc.method, m.Body)
-		}
-		if tc.method == delivery.Voice {
-			if strings.Contains(m.Body, otp) {
-				t.Errorf("voice body reads the code as one number: %q", m.Body)
-			}
-			if strings.Count(m.Body, "5, 8, 2, 9, 1, 0") != 2 {
-				t.Errorf("voice body does not repeat the code: %q", m.Body)
-			}
-		}
-	}
-	if m := delivery.PairingMessage("env1", delivery.SMS, "+15551234567", "es-ES", otp); m.Locale != "es-ES" {
-		t.Errorf("locale = %q", m.Locale)
 	}
 }
 

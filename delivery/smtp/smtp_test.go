@@ -3,22 +3,10 @@ package smtp
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"io"
 	"log"
-	"math/big"
 	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net"
-	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/smtp/smtptest"
 )
 
 const (
@@ -45,161 +33,6 @@ func testMessage() delivery.Message {
 		Body:     "Tu código es " + otp + ".\nSi no lo pediste, ignora este mensaje.",
 		HTMLBody: "<p>Tu código es <b>" + otp + "</b>.</p>",
 	}
-}
-
-// received is one message as the test server took it.
-type received struct {
-	from string
-	to   []string
-	data []byte
-	tls  bool
-	user string // who authenticated, "" when nobody did
-}
-
-// serverOptions shape a test server.
-type serverOptions struct {
-	startTLS    bool   // offer STARTTLS with a self-signed certificate
-	implicitTLS bool   // speak TLS from the first byte
-	user, pass  string // offer AUTH PLAIN and require these credentials
-	insecure    bool   // offer AUTH without TLS
-	rcptErr     error  // the reply to every RCPT TO
-}
-
-// testServer is a go-smtp server on 127.0.0.1 that records what it gets.
-type testServer struct {
-	opts    serverOptions
-	port    int
-	certs   *x509.CertPool // trusts the server's certificate
-	certDER []byte         // the server's certificate
-
-	mu        sync.Mutex
-	mails     []received
-	authTries int
-}
-
-func startServer(t *testing.T, opts serverOptions) *testServer {
-	t.Helper()
-	ts := &testServer{opts: opts}
-	srv := gosmtp.NewServer(ts)
-	srv.Domain = "localhost"
-	srv.ReadTimeout, srv.WriteTimeout = 5*time.Second, 5*time.Second
-	srv.AllowInsecureAuth = opts.insecure
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opts.startTLS || opts.implicitTLS {
-		var cfg *tls.Config
-		cfg, ts.certDER = selfSignedTLS(t)
-		ts.certs = x509.NewCertPool()
-		cert, _ := x509.ParseCertificate(ts.certDER)
-		ts.certs.AddCert(cert)
-		if opts.implicitTLS {
-			ln = tls.NewListener(ln, cfg)
-		} else {
-			srv.TLSConfig = cfg
-		}
-	}
-	ts.port = ln.Addr().(*net.TCPAddr).Port
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return ts
-}
-
-func (ts *testServer) received() []received {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return append([]received(nil), ts.mails...)
-}
-
-func (ts *testServer) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
-	return &session{srv: ts, conn: c}, nil
-}
-
-type session struct {
-	srv  *testServer
-	conn *gosmtp.Conn
-	cur  received
-}
-
-func (s *session) AuthMechanisms() []string {
-	if s.srv.opts.user == "" {
-		return nil
-	}
-	return []string{sasl.Plain}
-}
-
-func (s *session) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, username, password string) error {
-		s.srv.mu.Lock()
-		s.srv.authTries++
-		s.srv.mu.Unlock()
-		if username != s.srv.opts.user || password != s.srv.opts.pass {
-			return gosmtp.ErrAuthFailed
-		}
-		s.cur.user = username
-		return nil
-	}), nil
-}
-
-func (s *session) Mail(from string, _ *gosmtp.MailOptions) error {
-	if s.srv.opts.user != "" && s.cur.user == "" {
-		return gosmtp.ErrAuthRequired
-	}
-	s.cur.from = from
-	return nil
-}
-
-func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
-	if s.srv.opts.rcptErr != nil {
-		return s.srv.opts.rcptErr
-	}
-	s.cur.to = append(s.cur.to, to)
-	return nil
-}
-
-func (s *session) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.cur.data = data
-	_, s.cur.tls = s.conn.TLSConnectionState()
-	s.srv.mu.Lock()
-	s.srv.mails = append(s.srv.mails, s.cur)
-	s.srv.mu.Unlock()
-	return nil
-}
-
-func (s *session) Reset() { s.cur = received{user: s.cur.user} }
-
-func (s *session) Logout() error { return nil }
-
-// selfSignedTLS makes a server configuration with a self-signed
-// certificate for 127.0.0.1, and returns the certificate too.
-func selfSignedTLS(t *testing.T) (*tls.Config, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "enrollflow test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, der
 }
 
 func config(port int, tlsPolicy string) Config {
@@ -218,23 +51,30 @@ func newSender(t *testing.T, cfg Config, opts ...Option) *Sender {
 	return s
 }
 
-func TestSendDeliversMultipartMessage(t *testing.T) {
-	ts := startServer(t, serverOptions{})
-	msg := testMessage()
-	if err := newSender(t, config(ts.port, TLSNone)).Send(context.Background(), msg); err != nil {
+// sendOne sends msg with cfg and returns what the server received: one
+// message, read back.
+func sendOne(t *testing.T, ts *smtptest.Server, cfg Config, msg delivery.Message) (smtptest.Mail, smtptest.Parsed) {
+	t.Helper()
+	if err := newSender(t, cfg).Send(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}
-	mails := ts.received()
+	mails := ts.Mails()
 	if len(mails) != 1 {
 		t.Fatalf("%d messages received, want 1", len(mails))
 	}
-	got := mails[0]
-	if got.from != "no-reply@example.org" || len(got.to) != 1 || got.to[0] != recipient {
-		t.Fatalf("envelope: MAIL FROM %q, RCPT TO %q", got.from, got.to)
-	}
-	m, err := mail.ReadMessage(bytes.NewReader(got.data))
+	parsed, err := mails[0].Parse()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return mails[0], parsed
+}
+
+func TestSendDeliversMultipartMessage(t *testing.T) {
+	ts := smtptest.Start(t, smtptest.Options{})
+	msg := testMessage()
+	got, m := sendOne(t, ts, config(ts.Port, TLSNone), msg)
+	if got.From != "no-reply@example.org" || len(got.To) != 1 || got.To[0] != recipient {
+		t.Fatalf("envelope: MAIL FROM %q, RCPT TO %q", got.From, got.To)
 	}
 	var dec mime.WordDecoder
 	subject, err := dec.DecodeHeader(m.Header.Get("Subject"))
@@ -257,62 +97,35 @@ func TestSendDeliversMultipartMessage(t *testing.T) {
 	if _, err := m.Header.Date(); err != nil {
 		t.Errorf("Date: %v", err)
 	}
-	mediaType, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	mediaType, _, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
 	if err != nil || mediaType != "multipart/alternative" {
 		t.Fatalf("Content-Type = %q (%v)", m.Header.Get("Content-Type"), err)
 	}
-	parts := map[string]string{}
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(p) // the reader undoes quoted-printable
-		partType, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		parts[partType] = normalizeNewlines(string(body))
-	}
-	if len(parts) != 2 || parts["text/plain"] != msg.Body || parts["text/html"] != msg.HTMLBody {
-		t.Fatalf("parts = %q", parts)
+	// Parse undoes the transfer encoding (quoted-printable).
+	if len(m.Parts) != 2 || normalizeNewlines(m.Text) != msg.Body || normalizeNewlines(m.HTML) != msg.HTMLBody {
+		t.Fatalf("parts %q: text %q, html %q", m.Parts, m.Text, m.HTML)
 	}
 }
 
 func TestSendPlainTextOnlyWithoutHTML(t *testing.T) {
-	ts := startServer(t, serverOptions{})
+	ts := smtptest.Start(t, smtptest.Options{})
 	msg := testMessage()
 	msg.HTMLBody = ""
-	if err := newSender(t, config(ts.port, TLSNone)).Send(context.Background(), msg); err != nil {
-		t.Fatal(err)
+	_, m := sendOne(t, ts, config(ts.Port, TLSNone), msg)
+	if mediaType, _, _ := mime.ParseMediaType(m.Header.Get("Content-Type")); mediaType != "text/plain" || len(m.Parts) != 1 {
+		t.Fatalf("Content-Type = %q, parts %q; want a single text/plain part", m.Header.Get("Content-Type"), m.Parts)
 	}
-	m, err := mail.ReadMessage(bytes.NewReader(ts.received()[0].data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mediaType, _, _ := mime.ParseMediaType(m.Header.Get("Content-Type")); mediaType != "text/plain" {
-		t.Fatalf("Content-Type = %q, want a single text/plain part", m.Header.Get("Content-Type"))
-	}
-	body := io.Reader(m.Body)
-	if strings.EqualFold(m.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
-		body = quotedprintable.NewReader(body)
-	}
-	raw, _ := io.ReadAll(body)
 	// The line break that ends the message body is the encoder's, not ours.
-	if got := strings.TrimSuffix(normalizeNewlines(string(raw)), "\n"); got != msg.Body {
+	if got := strings.TrimSuffix(normalizeNewlines(m.Text), "\n"); got != msg.Body {
 		t.Fatalf("body = %q, want %q", got, msg.Body)
 	}
 }
 
 func TestSendWithoutDeliveryIDStillHasMessageID(t *testing.T) {
-	ts := startServer(t, serverOptions{})
+	ts := smtptest.Start(t, smtptest.Options{})
 	msg := testMessage()
 	msg.ID = ""
-	if err := newSender(t, config(ts.port, TLSNone)).Send(context.Background(), msg); err != nil {
-		t.Fatal(err)
-	}
-	m, _ := mail.ReadMessage(bytes.NewReader(ts.received()[0].data))
+	_, m := sendOne(t, ts, config(ts.Port, TLSNone), msg)
 	if id := m.Header.Get("Message-Id"); !strings.HasPrefix(id, "<") || !strings.Contains(id, "@") {
 		t.Fatalf("Message-ID = %q", id)
 	}
@@ -322,18 +135,18 @@ func TestSendWithoutDeliveryIDStillHasMessageID(t *testing.T) {
 }
 
 func TestSendAuthenticates(t *testing.T) {
-	ts := startServer(t, serverOptions{startTLS: true, user: "relay-user", pass: "s3cret-pass"})
-	cfg := config(ts.port, TLSMandatory)
+	ts := smtptest.Start(t, smtptest.Options{StartTLS: true, Username: "relay-user", Password: "s3cret-pass"})
+	cfg := config(ts.Port, TLSMandatory)
 	cfg.Username, cfg.Password = "relay-user", "s3cret-pass"
-	if err := newSender(t, cfg, WithRootCAs(ts.certs)).Send(context.Background(), testMessage()); err != nil {
+	if err := newSender(t, cfg, WithRootCAs(ts.CertPool)).Send(context.Background(), testMessage()); err != nil {
 		t.Fatal(err)
 	}
-	if got := ts.received(); len(got) != 1 || got[0].user != "relay-user" || !got[0].tls {
+	if got := ts.Mails(); len(got) != 1 || got[0].User != "relay-user" || !got[0].TLS {
 		t.Fatalf("received %+v, want one message from relay-user over TLS", got)
 	}
 
 	cfg.Password = "wrong-password"
-	err := newSender(t, cfg, WithRootCAs(ts.certs)).Send(context.Background(), testMessage())
+	err := newSender(t, cfg, WithRootCAs(ts.CertPool)).Send(context.Background(), testMessage())
 	if !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "smtp 535" {
 		t.Fatalf("wrong password: err = %v, want permanent smtp 535", err)
 	}
@@ -343,16 +156,14 @@ func TestSendAuthenticates(t *testing.T) {
 }
 
 func TestSendNeverAuthenticatesInClear(t *testing.T) {
-	ts := startServer(t, serverOptions{insecure: true, user: "relay-user", pass: "s3cret-pass"})
-	cfg := config(ts.port, TLSNone)
+	ts := smtptest.Start(t, smtptest.Options{AllowInsecureAuth: true, Username: "relay-user", Password: "s3cret-pass"})
+	cfg := config(ts.Port, TLSNone)
 	cfg.Username, cfg.Password = "relay-user", "s3cret-pass"
 	err := newSender(t, cfg).Send(context.Background(), testMessage())
 	if !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "auth unavailable" {
 		t.Fatalf("err = %v, want permanent auth unavailable", err)
 	}
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if ts.authTries != 0 {
+	if ts.AuthTries() != 0 {
 		t.Fatal("the password was sent over a plain connection")
 	}
 }
@@ -360,7 +171,7 @@ func TestSendNeverAuthenticatesInClear(t *testing.T) {
 func TestSendTLSPolicies(t *testing.T) {
 	tests := []struct {
 		name       string
-		server     serverOptions
+		server     smtptest.Options
 		policy     string
 		trust      bool
 		implicit   bool
@@ -368,23 +179,23 @@ func TestSendTLSPolicies(t *testing.T) {
 		wantReason string // "" for success
 		permanent  bool
 	}{
-		{name: "opportunistic upgrades", server: serverOptions{startTLS: true}, policy: TLSOpportunistic, trust: true, wantTLS: true},
+		{name: "opportunistic upgrades", server: smtptest.Options{StartTLS: true}, policy: TLSOpportunistic, trust: true, wantTLS: true},
 		{name: "opportunistic without STARTTLS", policy: TLSOpportunistic},
-		{name: "mandatory upgrades", server: serverOptions{startTLS: true}, policy: TLSMandatory, trust: true, wantTLS: true},
+		{name: "mandatory upgrades", server: smtptest.Options{StartTLS: true}, policy: TLSMandatory, trust: true, wantTLS: true},
 		{name: "mandatory without STARTTLS", policy: TLSMandatory, wantReason: "tls unavailable", permanent: true},
-		{name: "mandatory, untrusted certificate", server: serverOptions{startTLS: true}, policy: TLSMandatory,
+		{name: "mandatory, untrusted certificate", server: smtptest.Options{StartTLS: true}, policy: TLSMandatory,
 			wantReason: "tls handshake failed"},
-		{name: "implicit TLS", server: serverOptions{implicitTLS: true}, policy: TLSMandatory, trust: true, implicit: true, wantTLS: true},
-		{name: "none ignores STARTTLS", server: serverOptions{startTLS: true}, policy: TLSNone},
+		{name: "implicit TLS", server: smtptest.Options{ImplicitTLS: true}, policy: TLSMandatory, trust: true, implicit: true, wantTLS: true},
+		{name: "none ignores STARTTLS", server: smtptest.Options{StartTLS: true}, policy: TLSNone},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, tc.server)
+			ts := smtptest.Start(t, tc.server)
 			var opts []Option
 			if tc.trust {
-				opts = append(opts, WithRootCAs(ts.certs))
+				opts = append(opts, WithRootCAs(ts.CertPool))
 			}
-			s := newSender(t, config(ts.port, tc.policy), opts...)
+			s := newSender(t, config(ts.Port, tc.policy), opts...)
 			// The implicit TLS port is 465, which a test cannot listen on.
 			s.implicitTLS = tc.implicit
 			err := s.Send(context.Background(), testMessage())
@@ -392,7 +203,7 @@ func TestSendTLSPolicies(t *testing.T) {
 				if delivery.ReasonOf(err) != tc.wantReason || delivery.IsPermanent(err) != tc.permanent {
 					t.Fatalf("err = %v, want %s (permanent %v)", err, tc.wantReason, tc.permanent)
 				}
-				if len(ts.received()) != 0 {
+				if len(ts.Mails()) != 0 {
 					t.Fatal("a message was delivered anyway")
 				}
 				return
@@ -400,25 +211,21 @@ func TestSendTLSPolicies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := ts.received(); len(got) != 1 || got[0].tls != tc.wantTLS {
-				t.Fatalf("received %d messages, TLS %v; want 1, TLS %v", len(got), len(got) > 0 && got[0].tls, tc.wantTLS)
+			if got := ts.Mails(); len(got) != 1 || got[0].TLS != tc.wantTLS {
+				t.Fatalf("received %d messages, TLS %v; want 1, TLS %v", len(got), len(got) > 0 && got[0].TLS, tc.wantTLS)
 			}
 		})
 	}
 }
 
 func TestSendTrustsCAFile(t *testing.T) {
-	ts := startServer(t, serverOptions{startTLS: true})
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.certDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := config(ts.port, TLSMandatory)
-	cfg.CAFile = caFile
+	ts := smtptest.Start(t, smtptest.Options{StartTLS: true})
+	cfg := config(ts.Port, TLSMandatory)
+	cfg.CAFile = ts.CAFile(t)
 	if err := newSender(t, cfg).Send(context.Background(), testMessage()); err != nil {
 		t.Fatal(err)
 	}
-	if got := ts.received(); len(got) != 1 || !got[0].tls {
+	if got := ts.Mails(); len(got) != 1 || !got[0].TLS {
 		t.Fatalf("received %+v", got)
 	}
 }
@@ -437,8 +244,8 @@ func TestSendClassifiesReplies(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, serverOptions{rcptErr: tc.rcptErr})
-			err := newSender(t, config(ts.port, TLSNone)).Send(context.Background(), testMessage())
+			ts := smtptest.Start(t, smtptest.Options{RcptError: tc.rcptErr})
+			err := newSender(t, config(ts.Port, TLSNone)).Send(context.Background(), testMessage())
 			if delivery.ReasonOf(err) != tc.reason || delivery.IsPermanent(err) != tc.permanent {
 				t.Fatalf("err = %v, want %s (permanent %v)", err, tc.reason, tc.permanent)
 			}
@@ -534,12 +341,12 @@ func TestErrorsRevealNeitherPasscodeNorRecipient(t *testing.T) {
 	defer log.SetOutput(os.Stderr)
 
 	echo := &gosmtp.SMTPError{Code: 550, Message: "<" + recipient + "> unknown; " + otp}
-	refused := startServer(t, serverOptions{rcptErr: echo})
-	authServer := startServer(t, serverOptions{insecure: true, user: recipient, pass: otp})
+	refused := smtptest.Start(t, smtptest.Options{RcptError: echo})
+	authServer := smtptest.Start(t, smtptest.Options{AllowInsecureAuth: true, Username: recipient, Password: otp})
 	msg := testMessage()
 	var errs []error
-	errs = append(errs, newSender(t, config(refused.port, TLSNone)).Send(context.Background(), msg))
-	errs = append(errs, newSender(t, config(authServer.port, TLSNone)).Send(context.Background(), msg))
+	errs = append(errs, newSender(t, config(refused.Port, TLSNone)).Send(context.Background(), msg))
+	errs = append(errs, newSender(t, config(authServer.Port, TLSNone)).Send(context.Background(), msg))
 	errs = append(errs, newSender(t, config(silentListener(t), TLSMandatory)).Send(ctxTimeout(t, 100*time.Millisecond), msg))
 	bad := msg
 	bad.Recipient = recipient + " <" + otp

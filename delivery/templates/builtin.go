@@ -3,8 +3,8 @@ package templates
 import "github.com/enrollflow/enrollflow/delivery"
 
 // builtinTexts are the English contents used when an environment has none
-// that fits. The e-mail, SMS and voice texts are those delivery.PairingMessage
-// sends, so that configuring templates does not change what users receive.
+// that fits: short, one GSM-7 SMS segment, and a voice text that says the
+// code twice.
 var builtinTexts = []Content{
 	{
 		Method:  delivery.Email,

@@ -70,14 +70,14 @@ type Server struct {
 	mu        sync.Mutex
 	mails     []Mail
 	authTries int
-	arrived   chan struct{}
+	arrived   chan struct{} // closed, and replaced, when a message arrives
 }
 
 // Start starts a server on a free port of 127.0.0.1; it stops when the test
 // ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{opts: opts, arrived: make(chan struct{}, 1000)}
+	s := &Server{opts: opts, arrived: make(chan struct{})}
 	srv := gosmtp.NewServer(s)
 	srv.Domain = "localhost"
 	srv.ReadTimeout, srv.WriteTimeout = 5*time.Second, 5*time.Second
@@ -133,18 +133,26 @@ func (s *Server) AuthTries() int {
 }
 
 // WaitMail waits until at least n messages have arrived and returns the
-// n-th (1-based).
+// n-th (1-based); it fails the test when they have not within timeout.
+// Several goroutines may wait at once.
 func (s *Server) WaitMail(t testing.TB, n int, timeout time.Duration) Mail {
 	t.Helper()
-	deadline := time.After(timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	for {
-		if mails := s.Mails(); len(mails) >= n {
-			return mails[n-1]
+		s.mu.Lock()
+		got, arrived := len(s.mails), s.arrived
+		if got >= n {
+			m := s.mails[n-1]
+			s.mu.Unlock()
+			return m
 		}
+		s.mu.Unlock()
 		select {
-		case <-s.arrived:
-		case <-deadline:
+		case <-arrived:
+		case <-deadline.C:
 			t.Fatalf("smtptest: %d message(s) arrived within %s, want %d", len(s.Mails()), timeout, n)
+			return Mail{}
 		}
 	}
 }
@@ -205,8 +213,9 @@ func (ss *session) Data(r io.Reader) error {
 	_, ss.cur.TLS = ss.conn.TLSConnectionState()
 	ss.srv.mu.Lock()
 	ss.srv.mails = append(ss.srv.mails, ss.cur)
+	close(ss.srv.arrived)
+	ss.srv.arrived = make(chan struct{})
 	ss.srv.mu.Unlock()
-	ss.srv.arrived <- struct{}{}
 	return nil
 }
 
@@ -220,6 +229,10 @@ type Parsed struct {
 	Header mail.Header
 	Text   string
 	HTML   string
+	// Parts are the media types of the message's parts other than
+	// multipart containers, in order: "text/plain" for a plain message,
+	// "text/plain" and "text/html" for a usual multipart/alternative one.
+	Parts []string
 }
 
 // Parse reads the message's header and its text/plain and text/html parts
@@ -265,6 +278,7 @@ func (p *Parsed) readPart(contentType, encoding string, body io.Reader) error {
 	if err != nil {
 		return err
 	}
+	p.Parts = append(p.Parts, mediaType)
 	switch mediaType {
 	case "text/plain":
 		p.Text = string(text)
