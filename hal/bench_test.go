@@ -175,3 +175,29 @@ func BenchmarkFullEnrollmentTOTPParallel(b *testing.B) {
 		})
 	})
 }
+
+// benchCreateEmail adds a pending EMAIL device (address from the inputs):
+// the message is rendered from the environment's templates and handed to
+// its channel (haltest's recording outbox) before the answer.
+func benchCreateEmail(tb testing.TB, api *haltest.API, id string) {
+	rec := api.Do(http.MethodPost, "/demo/flowExecutions/"+id, benchCreateCT, `{"type":"EMAIL"}`)
+	if rec.Code != http.StatusOK {
+		tb.Fatalf("device.create: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// BenchmarkCreateEmail: device.create {"type":"EMAIL"}, passcode delivery
+// included (template selection and rendering, channel lookup, send).
+func BenchmarkCreateEmail(b *testing.B) {
+	benchEachStore(b, func(b *testing.B, api *haltest.API) {
+		ids := make([]string, b.N)
+		for i := range ids {
+			ids[i] = benchStart(b, api)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			benchCreateEmail(b, api, ids[i])
+		}
+	})
+}
