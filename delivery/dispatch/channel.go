@@ -87,15 +87,22 @@ func (c *Channel) retryPolicy() delivery.RetryPolicy {
 }
 
 // setCredential puts a secret read from the environment into the type's
-// secret field.
+// secret field. The section is copied first: it is a pointer shared with
+// the caller's configuration, which must not come to hold the secret.
 func (c *Channel) setCredential(secret string) {
 	switch {
 	case c.SMTP != nil:
-		c.SMTP.Password = secret
+		s := *c.SMTP
+		s.Password = secret
+		c.SMTP = &s
 	case c.Twilio != nil:
-		c.Twilio.AuthToken = secret
+		t := *c.Twilio
+		t.AuthToken = secret
+		c.Twilio = &t
 	case c.Webhook != nil:
-		c.Webhook.Secret = secret
+		w := *c.Webhook
+		w.Secret = secret
+		c.Webhook = &w
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -158,8 +159,14 @@ func (d *Dispatcher) Channels(ctx context.Context, envID string) ([]ChannelEntry
 // ChannelFor returns the environment's channel for one method.
 func (d *Dispatcher) ChannelFor(ctx context.Context, envID string, method delivery.Method) (ChannelEntry, error) {
 	ch, found, err := d.savedChannel(ctx, envID, method)
-	if err != nil {
+	if errors.Is(err, store.ErrUnavailable) {
 		return ChannelEntry{}, engine.Unavailable(err)
+	}
+	if err != nil {
+		// Sealed with another secret, or damaged: no retry will fix it
+		// (Send calls it "channel unusable"); saving it again or deleting
+		// it does.
+		return ChannelEntry{}, engine.AsError(fmt.Errorf("environment %s: stored %s channel cannot be opened: %w", envID, method, err))
 	}
 	if found {
 		return ChannelEntry{Method: method, Channel: ch.Redacted(), Source: SourceAPI}, nil
