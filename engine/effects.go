@@ -19,12 +19,28 @@ const DefaultEffectWait = 3 * time.Second
 // many a client makes.
 const amendAttempts = 5
 
+// stepEffect is an effect with the step that produced it: its Followup
+// is about that step, and must not be applied to the next one when the
+// action also moved the execution on.
+type stepEffect struct {
+	stepID string
+	effect Effect
+}
+
+func bindEffects(stepID string, effects []Effect) []stepEffect {
+	out := make([]stepEffect, len(effects))
+	for i, e := range effects {
+		out[i] = stepEffect{stepID: stepID, effect: e}
+	}
+	return out
+}
+
 // runEffects runs an action's effects after its state is saved and records
 // their Followups. The request waits for them at most effectWait: a send that
 // takes longer goes on in the background and its Followup lands in the
 // execution for the client's next poll. It returns the execution as the
 // client should see it now.
-func (r *Runner) runEffects(ctx context.Context, env *Environment, x *Execution, effects []Effect) *Execution {
+func (r *Runner) runEffects(ctx context.Context, env *Environment, x *Execution, effects []stepEffect) *Execution {
 	if len(effects) == 0 {
 		return x
 	}
@@ -36,12 +52,12 @@ func (r *Runner) runEffects(ctx context.Context, env *Environment, x *Execution,
 		// cut short with its request.
 		bg := context.WithoutCancel(ctx)
 		latest := x
-		for _, effect := range effects {
-			followup := effect(bg)
+		for _, e := range effects {
+			followup := e.effect(bg)
 			if followup == nil {
 				continue
 			}
-			amended, err := r.amend(bg, env, x.ID, x.StepID, followup)
+			amended, err := r.amend(bg, env, x.ID, e.stepID, followup)
 			if err != nil {
 				r.log.Error().Err(err).Str("execution", LogID(x.ID)).Msg("cannot record the result of a side effect")
 				continue

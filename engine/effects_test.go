@@ -27,6 +27,7 @@ import (
 type effectStep struct {
 	mu      sync.Mutex
 	effects func(round int) []engine.Effect // the effects of the action that starts round
+	ending  []engine.Effect                 // the effects of device.skipEnrollment, which ends the step
 }
 
 // fxState is effectStep's state: the round and what Followups recorded.
@@ -63,7 +64,9 @@ func (s *effectStep) Begin(context.Context, *engine.StepContext) (*engine.Outcom
 
 func (s *effectStep) Act(_ context.Context, sc *engine.StepContext, a actions.Action) (*engine.Outcome, error) {
 	if a.Name == actions.DeviceSkipEnrollment {
-		return &engine.Outcome{Result: "DONE"}, nil
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return &engine.Outcome{Result: "DONE", After: s.ending}, nil
 	}
 	st, err := decodeFx(sc.State)
 	if err != nil {
@@ -578,4 +581,23 @@ func TestStartWaitsForEffects(t *testing.T) {
 	if calls.Load() != 1 {
 		t.Fatalf("the Followup ran %d times", calls.Load())
 	}
+}
+
+// An action that ends a step may have effects; their Followups are about
+// that step and must not be applied to the step the execution moved on to.
+func TestFollowupOfAnEndedStepSkipsTheNextStep(t *testing.T) {
+	h := newFxHarness(t, 5*time.Second)
+	x := h.startFlow(fxTwoSteps)
+	var calls atomic.Int32
+	h.step.mu.Lock()
+	h.step.ending = []engine.Effect{func(context.Context) engine.Followup {
+		return noteFollowup(anyRound, "about the first step", &calls)
+	}}
+	h.step.mu.Unlock()
+	y := h.act(t.Context(), h.runner, x.ID, actions.DeviceSkipEnrollment)
+	h.waitEffects()
+	if y.StepID != "second" || calls.Load() != 0 {
+		t.Fatalf("step %q, the first step's Followup ran %d times", y.StepID, calls.Load())
+	}
+	wantFx(t, "the second step", h.get(x.ID), 2, 0)
 }

@@ -106,7 +106,7 @@ func (r *Runner) Start(ctx context.Context, env *Environment, flowID string, inp
 		FlowID: flow.ID, UserID: userID, Inputs: inputs,
 		CreatedAt: now, ExpiresAt: now.Add(r.ttl),
 	}
-	var after []Effect
+	var after []stepEffect
 	if err := r.enterStep(ctx, env, x, flow, flow.Trigger.Next, &after, "inputs."); err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (r *Runner) Act(ctx context.Context, env *Environment, id string, action ac
 	}
 	x.Version++
 	x.ExpiresAt = r.now().Add(r.ttl)
-	after := out.After
+	after := bindEffects(x.StepID, out.After)
 	if err := r.apply(ctx, env, x, out, &after); err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (r *Runner) stepContext(env *Environment, x *Execution) *StepContext {
 // enterStep makes stepID the current step and runs its Begin. inputPrefix
 // names where input problems are reported: "inputs." when the client's
 // start request is at fault (a 400), "" for a later step (the flow fails).
-func (r *Runner) enterStep(ctx context.Context, env *Environment, x *Execution, flow *Flow, stepID string, after *[]Effect, inputPrefix string) error {
+func (r *Runner) enterStep(ctx context.Context, env *Environment, x *Execution, flow *Flow, stepID string, after *[]stepEffect, inputPrefix string) error {
 	sd, ok := flow.StepDefinitions[stepID]
 	if !ok {
 		return r.fail(x, fmt.Sprintf("flow %s has no step %q", flow.ID, stepID))
@@ -268,13 +268,13 @@ func (r *Runner) enterStep(ctx context.Context, env *Environment, x *Execution, 
 	if err != nil {
 		return err
 	}
-	*after = append(*after, out.After...)
+	*after = append(*after, bindEffects(stepID, out.After)...)
 	return r.apply(ctx, env, x, out, after)
 }
 
 // apply stores a step outcome in the execution and, when the step ended,
 // follows its outlet to the next step or ends the flow COMPLETED.
-func (r *Runner) apply(ctx context.Context, env *Environment, x *Execution, out *Outcome, after *[]Effect) error {
+func (r *Runner) apply(ctx context.Context, env *Environment, x *Execution, out *Outcome, after *[]stepEffect) error {
 	if out.Result == "" {
 		state, err := json.Marshal(out.State)
 		if err != nil {
