@@ -29,6 +29,12 @@ import (
 // DefaultBudget bounds one delivery, retries included.
 const DefaultBudget = 30 * time.Second
 
+// DefaultCacheTTL: every passcode needs the environment's saved templates
+// and channels, two store round trips; reusing them for two seconds saves
+// those on all but a few sends, and a change made through another node
+// still arrives before a user could notice.
+const DefaultCacheTTL = 2 * time.Second
+
 // Environment is one environment's delivery configuration from the file.
 type Environment struct {
 	// DefaultLocale is the locale templates fall back to before the
@@ -44,7 +50,12 @@ type Options struct {
 	Sealer *mfa.Sealer     // seals channel credentials saved through the API
 	Outbox delivery.Sender // the development outbox, for channels of type outbox
 	// Budget bounds one delivery, retries included; DefaultBudget when 0.
-	Budget   time.Duration
+	Budget time.Duration
+	// CacheTTL is how long a node reuses the templates and channels saved
+	// through the API before reading them again (DefaultCacheTTL when 0,
+	// no reuse when negative). A change saved through this node is seen at
+	// once; one saved through another node within CacheTTL.
+	CacheTTL time.Duration
 	Observer Observer // nil: none
 	Log      zerolog.Logger
 	Envs     map[string]Environment
@@ -81,6 +92,17 @@ type Dispatcher struct {
 	mu        sync.Mutex
 	senders   map[senderKey]builtSender // the last sender built per channel
 	templates map[string]builtSet       // the last template set built per environment
+	recent    map[docsKey]recentDocs    // saved documents read lately, for CacheTTL
+}
+
+type docsKey struct {
+	env  string
+	kind store.Kind
+}
+
+type recentDocs struct {
+	readAt time.Time
+	docs   []store.Document
 }
 
 type senderKey struct {
@@ -106,6 +128,9 @@ type builtSet struct {
 func New(o Options) (*Dispatcher, error) {
 	if o.Budget == 0 {
 		o.Budget = DefaultBudget
+	}
+	if o.CacheTTL == 0 {
+		o.CacheTTL = DefaultCacheTTL
 	}
 	envs := make(map[string]Environment, len(o.Envs))
 	for id, env := range o.Envs {
@@ -141,7 +166,7 @@ func New(o Options) (*Dispatcher, error) {
 		envs[id] = env
 	}
 	o.Envs = envs
-	return &Dispatcher{o: o, senders: map[senderKey]builtSender{}, templates: map[string]builtSet{}}, nil
+	return &Dispatcher{o: o, senders: map[senderKey]builtSender{}, templates: map[string]builtSet{}, recent: map[docsKey]recentDocs{}}, nil
 }
 
 // ComposePairing renders the device-pairing message for p from the
@@ -251,7 +276,7 @@ func (d *Dispatcher) sender(ctx context.Context, envID string, method delivery.M
 
 // channel finds the channel configuration and its canonical bytes.
 func (d *Dispatcher) channel(ctx context.Context, envID string, method delivery.Method) (Channel, []byte, error) {
-	ch, found, err := d.savedChannel(ctx, envID, method)
+	ch, found, err := d.recentChannel(ctx, envID, method)
 	if errors.Is(err, store.ErrUnavailable) {
 		return Channel{}, nil, delivery.Transient("store unavailable", err)
 	}
@@ -277,7 +302,7 @@ func (d *Dispatcher) channel(ctx context.Context, envID string, method delivery.
 // only when the contents change.
 func (d *Dispatcher) templateSet(ctx context.Context, envID string) (*templates.Set, error) {
 	env := d.o.Envs[envID]
-	saved, err := d.o.Store.ListDocuments(ctx, envID, store.KindTemplate)
+	saved, err := d.recentDocuments(ctx, envID, store.KindTemplate)
 	if err != nil {
 		return nil, engine.Unavailable(err)
 	}
@@ -333,6 +358,52 @@ func mergeContents(configured []templates.Content, saved []store.Document) ([]te
 		out = append(out, byKey[k])
 	}
 	return out, nil
+}
+
+// recentDocuments lists an environment's saved documents of one kind,
+// reusing a list read less than CacheTTL ago.
+func (d *Dispatcher) recentDocuments(ctx context.Context, envID string, kind store.Kind) ([]store.Document, error) {
+	key := docsKey{envID, kind}
+	d.mu.Lock()
+	r, ok := d.recent[key]
+	d.mu.Unlock()
+	if ok && time.Since(r.readAt) < d.o.CacheTTL {
+		return r.docs, nil
+	}
+	docs, err := d.o.Store.ListDocuments(ctx, envID, kind)
+	if err != nil {
+		return nil, err
+	}
+	if d.o.CacheTTL > 0 {
+		d.mu.Lock()
+		d.recent[key] = recentDocs{readAt: time.Now(), docs: docs}
+		d.mu.Unlock()
+	}
+	return docs, nil
+}
+
+// forget drops what recentDocuments kept of a kind after this node changed
+// it, so the change applies to the next passcode.
+func (d *Dispatcher) forget(envID string, kind store.Kind) {
+	d.mu.Lock()
+	delete(d.recent, docsKey{envID, kind})
+	d.mu.Unlock()
+}
+
+// recentChannel is the channel saved through the API for a method, if any,
+// as recentDocuments last read it.
+func (d *Dispatcher) recentChannel(ctx context.Context, envID string, method delivery.Method) (Channel, bool, error) {
+	docs, err := d.recentDocuments(ctx, envID, store.KindChannel)
+	if err != nil {
+		return Channel{}, false, err
+	}
+	for _, doc := range docs {
+		if doc.ID == string(method) {
+			ch, err := d.openChannel(envID, method, doc.Data)
+			return ch, err == nil, err
+		}
+	}
+	return Channel{}, false, nil
 }
 
 // savedChannel reads the channel saved through the API, if any.

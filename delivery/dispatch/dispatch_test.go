@@ -938,7 +938,9 @@ func TestSavedChannelIsSealedInRedis(t *testing.T) {
 	const apiKey = "gateway-api-key-5551212"
 	ch.Webhook.Headers = map[string]string{"X-Api-Key": apiKey}
 	box, obs := &memOutbox{}, &outcomes{}
-	d := newDispatcher(t, dispatch.Options{Store: st, Outbox: box, Observer: obs, Envs: map[string]dispatch.Environment{
+	// CacheTTL -1: the copies below are written behind the dispatcher's
+	// back, as another node would, and must be read at once.
+	d := newDispatcher(t, dispatch.Options{Store: st, Outbox: box, Observer: obs, CacheTTL: -1, Envs: map[string]dispatch.Environment{
 		envID: {},
 		"e2":  {Channels: map[delivery.Method]dispatch.Channel{delivery.SMS: {Type: dispatch.TypeOutbox}}},
 	}})
@@ -1020,5 +1022,40 @@ func TestSavedChannelIsSealedInRedis(t *testing.T) {
 	}
 	if err := d.Send(ctx, smsMessage("e2")); err != nil || len(box.received()) != 1 {
 		t.Fatalf("Send through the configured channel again: %v (outbox %d)", err, len(box.received()))
+	}
+}
+
+// A node reuses the saved channels and templates for CacheTTL: what another
+// node saves arrives within it, what this node saves at once.
+func TestSavedDocumentsAreReusedForCacheTTL(t *testing.T) {
+	st := memory.New(nil)
+	const ttl = 200 * time.Millisecond
+	d := newDispatcher(t, dispatch.Options{Store: st, CacheTTL: ttl, Envs: map[string]dispatch.Environment{"e1": {}}})
+	other := newDispatcher(t, dispatch.Options{Store: st, Envs: map[string]dispatch.Environment{"e1": {}}}) // another node
+	ctx := t.Context()
+	compose := func() string {
+		msg, err := d.ComposePairing(ctx, delivery.Pairing{EnvID: "e1", Method: delivery.SMS, OTP: "123456"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg.Body
+	}
+	builtin := compose()
+	if _, err := other.SaveTemplateContent(ctx, "e1", templates.Content{Method: delivery.SMS, Locale: "en", Body: "Other node: ${otp}"}); err != nil {
+		t.Fatal(err)
+	}
+	saved := time.Now()
+	if got := compose(); got != builtin && time.Since(saved) < ttl {
+		t.Fatalf("another node's template was read again within CacheTTL: %q", got)
+	}
+	time.Sleep(ttl)
+	if got := compose(); got != "Other node: 123456" {
+		t.Fatalf("after CacheTTL: %q", got)
+	}
+	if _, err := d.SaveTemplateContent(ctx, "e1", templates.Content{Method: delivery.SMS, Locale: "en", Body: "This node: ${otp}"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := compose(); got != "This node: 123456" {
+		t.Fatalf("this node's own change is not seen at once: %q", got)
 	}
 }

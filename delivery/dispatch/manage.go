@@ -102,6 +102,7 @@ func (d *Dispatcher) SaveTemplateContent(ctx context.Context, envID string, c te
 		return false, engine.AsError(err)
 	}
 	created, err := d.o.Store.PutDocument(ctx, store.Document{EnvID: envID, Kind: store.KindTemplate, ID: c.Key().String(), Data: data}, false)
+	d.forget(envID, store.KindTemplate)
 	if err != nil {
 		return false, engine.Unavailable(err)
 	}
@@ -116,6 +117,7 @@ func (d *Dispatcher) SaveTemplateContent(ctx context.Context, envID string, c te
 // deleted through the API.
 func (d *Dispatcher) DeleteTemplateContent(ctx context.Context, envID string, key templates.Key) error {
 	err := d.o.Store.DeleteDocument(ctx, envID, store.KindTemplate, key.String())
+	d.forget(envID, store.KindTemplate)
 	if errors.Is(err, store.ErrNotFound) {
 		if _, ok := d.configuredContent(envID, key); ok {
 			return &engine.Error{Status: http.StatusConflict, Code: engine.CodeActionNotAllowed,
@@ -198,6 +200,7 @@ func (d *Dispatcher) SaveChannel(ctx context.Context, envID string, method deliv
 		return false, engine.AsError(err)
 	}
 	created, err := d.o.Store.PutDocument(ctx, store.Document{EnvID: envID, Kind: store.KindChannel, ID: string(method), Data: data}, false)
+	d.forget(envID, store.KindChannel)
 	if err != nil {
 		return false, engine.Unavailable(err)
 	}
@@ -210,6 +213,7 @@ func (d *Dispatcher) SaveChannel(ctx context.Context, envID string, method deliv
 // DeleteChannel removes a saved channel; a configured one takes over again.
 func (d *Dispatcher) DeleteChannel(ctx context.Context, envID string, method delivery.Method) error {
 	err := d.o.Store.DeleteDocument(ctx, envID, store.KindChannel, string(method))
+	d.forget(envID, store.KindChannel)
 	if errors.Is(err, store.ErrNotFound) {
 		if _, ok := d.o.Envs[envID].Channels[method]; ok {
 			return &engine.Error{Status: http.StatusConflict, Code: engine.CodeActionNotAllowed,
