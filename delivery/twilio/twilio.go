@@ -11,9 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/httpchannel"
 )
 
 // DefaultBaseURL is Twilio's API.
@@ -28,10 +27,6 @@ const DefaultBaseURL = "https://api.twilio.com"
 
 // DefaultTimeout bounds one API request.
 const DefaultTimeout = 10 * time.Second
-
-// responseReadLimit bounds how much of an answer is read: an error body is
-// a few hundred bytes, and a success body is not used.
-const responseReadLimit = 4 << 10
 
 var (
 	accountSIDPattern = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
@@ -93,29 +88,20 @@ func (c *Config) Validate() error {
 	return validateBaseURL(cfg.BaseURL)
 }
 
+// validateBaseURL applies httpchannel's URL rules to the API's address,
+// which must be a base to append the resource paths to: no credentials
+// (the account's go in basic auth), query or fragment.
 func validateBaseURL(raw string) error {
-	u, err := url.Parse(raw)
+	u, ok := httpchannel.ParseAbsolute(raw)
 	switch {
-	case err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "":
+	case !ok:
 		return errors.New("twilio.baseUrl: must be an absolute URL")
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
 		return errors.New("twilio.baseUrl: must be a scheme, host and optional path only")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-		return nil
+	case !httpchannel.SecureScheme(u):
+		return errors.New("twilio.baseUrl: must use https (http only on a loopback host)")
 	}
-	return errors.New("twilio.baseUrl: must use https (http only on a loopback host)")
-}
-
-// isLoopback reports whether host is this machine: "localhost", 127.0.0.0/8
-// or ::1.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.IsLoopback()
+	return nil
 }
 
 // Sender sends through one Twilio account. It is safe for concurrent use.
@@ -137,12 +123,7 @@ func New(cfg Config) (*Sender, error) {
 		cfg:         cfg,
 		messagesURL: account + "/Messages.json",
 		callsURL:    account + "/Calls.json",
-		client: &http.Client{
-			Timeout: time.Duration(cfg.Timeout),
-			// Following a redirect would resend the credentials and the
-			// passcode somewhere unconfigured.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client:      httpchannel.NewClient(time.Duration(cfg.Timeout)),
 	}, nil
 }
 
@@ -190,17 +171,10 @@ func (s *Sender) post(ctx context.Context, endpoint string, form url.Values) err
 	req.Header.Set("User-Agent", "enrollflow")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return transportError(err)
+		return httpchannel.TransportError(err)
 	}
-	defer drainAndClose(resp.Body)
-	return statusError(resp, time.Now())
-}
-
-// drainAndClose reads what is left of a short body, so the connection can
-// be reused, and closes it.
-func drainAndClose(body io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(body, responseReadLimit))
-	_ = body.Close()
+	defer httpchannel.DrainAndClose(resp.Body)
+	return httpchannel.StatusError(resp, time.Now(), failureReason)
 }
 
 // twiml is the call script: read the message once. The message text
@@ -229,39 +203,14 @@ type apiError struct {
 	Code int `json:"code"`
 }
 
-// statusError classifies the API's reply: 429 and 5xx are transient, other
-// failures permanent. The reason holds the status and Twilio's error code,
-// as in "twilio 400 code 21211".
-func statusError(resp *http.Response, now time.Time) error {
-	status := resp.StatusCode
-	if status >= 200 && status < 300 {
-		return nil
-	}
-	reason := "twilio " + strconv.Itoa(status)
+// failureReason is the reason of a failed reply (httpchannel.StatusError
+// makes 429 and 5xx transient, other failures permanent): the status and
+// Twilio's error code from the body, as in "twilio 400 code 21211".
+func failureReason(resp *http.Response) string {
+	reason := "twilio " + strconv.Itoa(resp.StatusCode)
 	var body apiError
-	if json.NewDecoder(io.LimitReader(resp.Body, responseReadLimit)).Decode(&body) == nil && body.Code > 0 {
+	if json.NewDecoder(io.LimitReader(resp.Body, httpchannel.ReadLimit)).Decode(&body) == nil && body.Code > 0 {
 		reason += fmt.Sprintf(" code %d", body.Code)
 	}
-	switch {
-	case status == http.StatusTooManyRequests:
-		return &delivery.Error{Reason: reason, RetryAfter: delivery.ParseRetryAfter(resp.Header.Get("Retry-After"), now)}
-	case status >= 500:
-		return delivery.Transient(reason, nil)
-	}
-	return delivery.Permanent(reason, nil)
-}
-
-// transportError classifies a failed round trip. The *url.Error around
-// the cause is dropped, so that the error names neither the account's URL
-// nor anything else of the request.
-func transportError(err error) error {
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		err = urlErr.Err
-	}
-	var netErr net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
-		return delivery.Transient("timeout", err)
-	}
-	return delivery.Transient("connection failed", err)
+	return reason
 }

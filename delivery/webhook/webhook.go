@@ -25,16 +25,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/httpchannel"
 )
 
 // Header names of the signature scheme.
@@ -48,10 +45,6 @@ const DefaultTimeout = 5 * time.Second
 
 // minSecretLen keeps the HMAC key out of guessing range.
 const minSecretLen = 16
-
-// responseReadLimit bounds how much of a response is read: the gateway's
-// answer is not used, and reading it all would let it stall us.
-const responseReadLimit = 4 << 10
 
 // Config is a webhook channel's settings.
 type Config struct {
@@ -102,35 +95,27 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// validateURL applies httpchannel's URL rules to the webhook's URL; a query
+// is allowed (the gateway may want one), credentials in it are not (they
+// belong in webhook.headers, which are never quoted).
 func validateURL(raw string) error {
-	u, err := url.Parse(raw)
-	switch {
-	case raw == "":
+	if raw == "" {
 		return errors.New("webhook.url: is required")
-	case err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "":
+	}
+	u, ok := httpchannel.ParseAbsolute(raw)
+	switch {
+	case !ok:
 		return errors.New("webhook.url: must be an absolute URL")
 	case u.User != nil:
 		return errors.New("webhook.url: must not hold credentials (use webhook.headers)")
 	case u.Fragment != "":
 		return errors.New("webhook.url: must not have a fragment")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case httpchannel.SecureScheme(u):
 		return nil
 	case u.Scheme == "http":
 		return errors.New("webhook.url: must use https (http only on a loopback host)")
 	}
 	return errors.New("webhook.url: must use https")
-}
-
-// isLoopback reports whether host is this machine: "localhost", 127.0.0.0/8
-// or ::1.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.IsLoopback()
 }
 
 // isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2).
@@ -172,12 +157,8 @@ func New(cfg Config) (*Sender, error) {
 		url:     cfg.URL,
 		secret:  []byte(cfg.Secret),
 		headers: headers,
-		client: &http.Client{
-			Timeout: timeout,
-			// A redirect would carry the passcode to a place nobody
-			// configured: it is refused, and reported as the 3xx it is.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		// A redirect is refused, and reported as the permanent 3xx it is.
+		client: httpchannel.NewClient(timeout),
 	}, nil
 }
 
@@ -232,46 +213,12 @@ func (s *Sender) Send(ctx context.Context, msg delivery.Message) error {
 
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return transportError(err)
+		return httpchannel.TransportError(err)
 	}
-	defer drainAndClose(resp.Body)
-	return statusError(resp, time.Now())
-}
-
-// statusError classifies the gateway's reply.
-func statusError(resp *http.Response, now time.Time) error {
-	code := resp.StatusCode
-	reason := "http " + strconv.Itoa(code)
-	switch {
-	case code >= 200 && code < 300:
-		return nil
-	case code == http.StatusTooManyRequests:
-		return &delivery.Error{Reason: reason, RetryAfter: delivery.ParseRetryAfter(resp.Header.Get("Retry-After"), now)}
-	case code >= 500:
-		return delivery.Transient(reason, nil)
-	}
-	return delivery.Permanent(reason, nil)
-}
-
-// transportError classifies a failed round trip. The *url.Error around
-// the cause is dropped: its text holds the URL, which may carry a token.
-func transportError(err error) error {
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		err = urlErr.Err
-	}
-	var netErr net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
-		return delivery.Transient("timeout", err)
-	}
-	return delivery.Transient("connection failed", err)
-}
-
-// drainAndClose reads a little of body so the connection can be reused,
-// then closes it.
-func drainAndClose(body io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(body, responseReadLimit))
-	_ = body.Close()
+	// The gateway's answer is not used: its status is the reason
+	// ("http 503").
+	defer httpchannel.DrainAndClose(resp.Body)
+	return httpchannel.StatusError(resp, time.Now(), httpchannel.HTTPReason)
 }
 
 // Sign is the X-Enrollflow-Signature value for a request: "v1=" and the
