@@ -18,7 +18,12 @@ import (
 // or the recipient.
 type Error struct {
 	Permanent bool
-	Reason    string
+	// Misconfigured marks a permanent failure that is the deployment's
+	// fault, not the address's: no channel, credentials or TLS refused, an
+	// endpoint that is not there. The user cannot fix it by typing the
+	// address again.
+	Misconfigured bool
+	Reason        string
 	// RetryAfter is the provider's own hint (a 429's Retry-After); zero when
 	// it gave none.
 	RetryAfter time.Duration
@@ -50,6 +55,18 @@ func (e *Error) Unwrap() error { return e.Err }
 // Permanent marks err as a failure that retrying cannot fix.
 func Permanent(reason string, err error) error {
 	return &Error{Permanent: true, Reason: reason, Err: err}
+}
+
+// Misconfigured marks err as a permanent failure of the channel's own
+// configuration (credentials, TLS, endpoint), not of the recipient.
+func Misconfigured(reason string, err error) error {
+	return &Error{Permanent: true, Misconfigured: true, Reason: reason, Err: err}
+}
+
+// IsMisconfigured reports whether err is a configuration fault.
+func IsMisconfigured(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Permanent && e.Misconfigured
 }
 
 // Transient marks err as a failure that a later attempt may not meet.
