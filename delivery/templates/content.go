@@ -91,7 +91,7 @@ func ParseKey(s string) (Key, error) {
 	}
 	k := Key{Method: method, Locale: locale}
 	if len(parts) == 3 {
-		if err := checkVariant(parts[2]); err != nil {
+		if err := CheckVariant(parts[2]); err != nil {
 			return Key{}, fmt.Errorf("templates: content key %q: variant %w", s, err)
 		}
 		k.Variant = strings.ToLower(parts[2])
@@ -116,9 +116,11 @@ func canonicalMethod(m delivery.Method) (delivery.Method, bool) {
 // template.variant.
 const maxVariantLen = 100
 
-// checkVariant accepts a non-empty variant name of letters, digits, "_" and
-// "-"; the error reads after the word "variant".
-func checkVariant(v string) error {
+// CheckVariant accepts a non-empty variant name of letters, digits, "_" and
+// "-"; the error reads after the word "variant". The enrollment step checks
+// its template.variant with it, so a designer cannot name a variant no
+// content could ever have.
+func CheckVariant(v string) error {
 	if v == "" {
 		return errors.New("is empty")
 	}

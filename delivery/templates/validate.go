@@ -123,7 +123,7 @@ func (v *validator) variant(s string) {
 	if s == "" {
 		return // the locale's default content
 	}
-	if err := checkVariant(s); err != nil {
+	if err := CheckVariant(s); err != nil {
 		v.report(fieldVariant, &problem{CodeInvalidValue, err.Error()})
 	}
 }

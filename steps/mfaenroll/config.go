@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/delivery/templates"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/mfa"
 )
@@ -88,8 +89,10 @@ func validateConfig(env *engine.Environment, raw json.RawMessage) []engine.Error
 				Message: fmt.Sprintf("no device authentication policy %q in environment %s", c.DeviceAuthenticationPolicy.ID, env.ID)}}
 		}
 	}
-	if c.Template != nil && len(c.Template.Variant) > 100 {
-		return []engine.ErrorDetail{{Code: engine.DetailInvalidValue, Target: "template.variant", Message: "must be at most 100 characters"}}
+	if c.Template != nil && c.Template.Variant != "" {
+		if err := templates.CheckVariant(c.Template.Variant); err != nil {
+			return []engine.ErrorDetail{{Code: engine.DetailInvalidValue, Target: "template.variant", Message: err.Error()}}
+		}
 	}
 	return nil
 }

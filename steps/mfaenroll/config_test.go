@@ -192,6 +192,8 @@ func TestValidateConfig(t *testing.T) {
 		{"policy id wrong type", `{"useDefaultPolicy":false,"deviceAuthenticationPolicy":{"id":5}}`, "deviceAuthenticationPolicy.id", engine.DetailInvalidValue},
 		{"unknown policy", `{"useDefaultPolicy":false,"deviceAuthenticationPolicy":{"id":"nope"}}`, "deviceAuthenticationPolicy.id", engine.DetailInvalidValue},
 		{"variant too long", `{"useDefaultPolicy":true,"template":{"variant":"` + strings.Repeat("v", 101) + `"}}`, "template.variant", engine.DetailInvalidValue},
+		// No content could be saved under such a name: it would never match.
+		{"variant with a dot", `{"useDefaultPolicy":true,"template":{"variant":"black.friday"}}`, "template.variant", engine.DetailInvalidValue},
 		{"not an object", `[]`, "", engine.DetailInvalidValue},
 		{"malformed", `{"useDefaultPolicy":`, "", engine.DetailInvalidValue},
 	}

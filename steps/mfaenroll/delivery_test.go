@@ -226,7 +226,9 @@ func TestDeliveryFailureShownToTheClient(t *testing.T) {
 	}{
 		{"refused", delivery.Permanent("http 400", nil), DeliveryFailed},
 		{"refused after retries", &delivery.Error{Permanent: true, Reason: "smtp 550", Attempts: 2}, DeliveryFailed},
-		{"no channel", delivery.Permanent("no channel", errors.New("environment env1 has no channel for SMS")), DeliveryFailed},
+		// The deployment's fault, not the address's: not "check the address".
+		{"no channel", delivery.Misconfigured("no channel", errors.New("environment env1 has no channel for SMS")), DeliveryUnavailable},
+		{"credentials refused", &delivery.Error{Permanent: true, Misconfigured: true, Reason: "twilio 401 code 20003", Attempts: 1}, DeliveryUnavailable},
 		{"transient", delivery.Transient("http 503", nil), DeliveryUnavailable},
 		{"timeout", &delivery.Error{Reason: "timeout", Attempts: 3, Err: context.DeadlineExceeded}, DeliveryUnavailable},
 		{"unclassified", errors.New("something broke"), DeliveryUnavailable},
@@ -246,6 +248,9 @@ func TestDeliveryFailureShownToTheClient(t *testing.T) {
 				if !strings.Contains(e.Message, mfa.MaskPhone(userPhone)) || strings.Contains(e.Message, userPhone) ||
 					!strings.Contains(e.Message, actions.OTPResend) {
 					t.Fatalf("%s: message %q: want the masked number and otp.resend, never the number", what, e.Message)
+				}
+				if checkAddress := strings.Contains(e.Message, "Check the address"); checkAddress != (tc.code == DeliveryFailed) {
+					t.Fatalf("%s: message %q: only a refused address is the user's to check", what, e.Message)
 				}
 			}
 			// A failed passcode is still a passcode of the step.

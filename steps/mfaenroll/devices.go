@@ -174,6 +174,12 @@ func deliveryFailure(err error, d *pending) *engine.ErrorDetail {
 	if d.Type == mfa.Email {
 		to = mfa.MaskEmail(d.Address)
 	}
+	if delivery.IsMisconfigured(err) {
+		// Our fault (no channel, credentials or TLS refused): the address
+		// may well be right, so the user is not sent to check it.
+		return &engine.ErrorDetail{Code: DeliveryUnavailable, Message: fmt.Sprintf(
+			"The passcode could not be sent to %s: sending %s passcodes is not available at the moment. Ask for a new passcode (otp.resend) later, or choose another kind of device.", to, d.Type)}
+	}
 	if delivery.IsPermanent(err) {
 		return &engine.ErrorDetail{Code: DeliveryFailed, Message: fmt.Sprintf(
 			"The passcode could not be delivered to %s: the message was refused. Check the address and create the device again, or ask for a new passcode (otp.resend).", to)}
@@ -185,8 +191,8 @@ func deliveryFailure(err error, d *pending) *engine.ErrorDetail {
 // Delivery error codes, shown as the execution's `error` in
 // ACTIVATION_REQUIRED.
 const (
-	DeliveryFailed      = "DELIVERY_FAILED"      // permanent: the provider refused the message
-	DeliveryUnavailable = "DELIVERY_UNAVAILABLE" // transient failures outlasted the retries
+	DeliveryFailed      = "DELIVERY_FAILED"      // permanent: the provider refused the message (the address)
+	DeliveryUnavailable = "DELIVERY_UNAVAILABLE" // transient failures outlasted the retries, or the channel is misconfigured
 )
 
 // recordDeliveryFailure returns the Followup that puts a failed delivery
