@@ -53,7 +53,7 @@ func (r *Runner) runEffects(ctx context.Context, env *Environment, x *Execution,
 		bg := context.WithoutCancel(ctx)
 		latest := x
 		for _, e := range effects {
-			followup := e.effect(bg)
+			followup := r.runEffect(bg, x.ID, e.effect)
 			if followup == nil {
 				continue
 			}
@@ -77,6 +77,19 @@ func (r *Runner) runEffects(ctx context.Context, env *Environment, x *Execution,
 	case <-ctx.Done():
 	}
 	return x
+}
+
+// runEffect runs one effect. A panic in it (a channel's bug) is logged
+// and ends that effect only: it runs outside any request, where nothing
+// else would recover it, and must not take the node down.
+func (r *Runner) runEffect(ctx context.Context, executionID string, effect Effect) (followup Followup) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error().Str("execution", LogID(executionID)).Str("panic", fmt.Sprint(p)).Msg("a side effect panicked")
+			followup = nil
+		}
+	}()
+	return effect(ctx)
 }
 
 // amend applies a Followup to the execution's current version, with

@@ -601,3 +601,22 @@ func TestFollowupOfAnEndedStepSkipsTheNextStep(t *testing.T) {
 	}
 	wantFx(t, "the second step", h.get(x.ID), 2, 0)
 }
+
+// A panicking effect is logged and does not take the node down; the
+// effects after it still run.
+func TestPanickingEffectIsContained(t *testing.T) {
+	h := newFxHarness(t, 5*time.Second)
+	x := h.start()
+	var calls atomic.Int32
+	h.step.setEffects(func(round int) []engine.Effect {
+		return []engine.Effect{
+			func(context.Context) engine.Followup { panic("channel bug") },
+			func(context.Context) engine.Followup { return noteFollowup(round, "after the panic", &calls) },
+		}
+	})
+	y := h.act(t.Context(), h.runner, x.ID, actions.OTPResend)
+	wantFx(t, "Act's answer", y, 3, 1, "after the panic")
+	if !strings.Contains(h.log.String(), "a side effect panicked") || !strings.Contains(h.log.String(), "channel bug") {
+		t.Fatalf("the panic was not logged: %s", h.log.String())
+	}
+}
