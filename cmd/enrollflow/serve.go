@@ -231,8 +231,11 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	// Passcodes still on their way were promised to users: let them go out.
-	if err := node.Runner.Wait(shutdownCtx); err != nil {
+	// Passcodes still on their way were promised to users: let them go out,
+	// for as long as one delivery may take.
+	deliveriesCtx, cancelDeliveries := context.WithTimeout(context.Background(), o.deliveryTimeout)
+	defer cancelDeliveries()
+	if err := node.Runner.Wait(deliveriesCtx); err != nil {
 		log.Warn().Msg("shutting down with passcode deliveries still in flight")
 	}
 	return nil
