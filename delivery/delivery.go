@@ -1,13 +1,11 @@
-// Package delivery sends passcodes to users. A Sender is one channel
-// (the development outbox now; SMTP, SMS and voice providers plug in beside
-// it); the enrollment step builds a Message from a template and hands it
-// over after the execution is saved.
+// Package delivery is what every passcode channel shares: the Message, the
+// Sender interface, failures classified as transient, permanent or
+// misconfigured, the Retrying wrapper, and the development outbox. The
+// channels themselves (smtp, webhook, twilio), the device_pairing templates
+// and the dispatcher that puts them together live in its subpackages.
 package delivery
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 // Method is how a message reaches the user.
 type Method string
@@ -52,16 +50,4 @@ type Pairing struct {
 // Sender delivers messages over one channel.
 type Sender interface {
 	Send(ctx context.Context, msg Message) error
-}
-
-// Router picks the Sender for each method.
-type Router map[Method]Sender
-
-// Send delivers msg through the sender configured for its method.
-func (r Router) Send(ctx context.Context, msg Message) error {
-	s, ok := r[msg.Method]
-	if !ok {
-		return fmt.Errorf("delivery: no channel configured for %s", msg.Method)
-	}
-	return s.Send(ctx, msg)
 }

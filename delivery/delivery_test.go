@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,49 +161,5 @@ func TestOutboxErrors(t *testing.T) {
 	}
 	if err := ob.Send(context.Background(), delivery.Message{Method: delivery.SMS, Body: "x"}); err == nil || !strings.HasPrefix(err.Error(), "outbox:") {
 		t.Fatalf("Send into a removed directory = %v", err)
-	}
-}
-
-type recordingSender struct{ got []delivery.Message }
-
-func (r *recordingSender) Send(_ context.Context, m delivery.Message) error {
-	r.got = append(r.got, m)
-	return nil
-}
-
-type failingSender struct{}
-
-func (failingSender) Send(context.Context, delivery.Message) error {
-	return errors.New("provider down")
-}
-
-func TestRouter(t *testing.T) {
-	email, sms := &recordingSender{}, &recordingSender{}
-	r := delivery.Router{delivery.Email: email, delivery.SMS: sms, delivery.Voice: failingSender{}}
-	ctx := context.Background()
-	if err := r.Send(ctx, delivery.Message{Method: delivery.Email, Body: "e"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Send(ctx, delivery.Message{Method: delivery.SMS, Body: "s"}); err != nil {
-		t.Fatal(err)
-	}
-	if len(email.got) != 1 || email.got[0].Body != "e" || len(sms.got) != 1 || sms.got[0].Body != "s" {
-		t.Fatalf("routing: email %v sms %v", email.got, sms.got)
-	}
-	if err := r.Send(ctx, delivery.Message{Method: delivery.Voice}); err == nil || err.Error() != "provider down" {
-		t.Fatalf("sender error = %v", err)
-	}
-	for _, m := range []delivery.Method{"PUSH", ""} {
-		err := r.Send(ctx, delivery.Message{Method: m, Body: "123456"})
-		if err == nil || !strings.Contains(err.Error(), "no channel configured") || strings.Contains(err.Error(), "123456") {
-			t.Errorf("missing method %q: %v", m, err)
-		}
-	}
-	if err := (delivery.Router{}).Send(ctx, delivery.Message{Method: delivery.Email}); err == nil {
-		t.Error("empty router sent")
-	}
-	var nilRouter delivery.Router
-	if err := nilRouter.Send(ctx, delivery.Message{Method: delivery.Email}); err == nil {
-		t.Error("nil router sent")
 	}
 }
