@@ -268,14 +268,16 @@ func TestSlowDeliveryDoesNotHoldTheRequest(t *testing.T) {
 	}
 }
 
-func TestNoChannelIsADeliveryFailure(t *testing.T) {
+// No channel for the method is the deployment's fault, not the address's:
+// the user is told the service is unavailable, not to check the number.
+func TestNoChannelIsDeliveryUnavailable(t *testing.T) {
 	n := newNode(t, &backend{t: t}, haltest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{
 		delivery.Email: {Type: dispatch.TypeOutbox}})})
 	id := n.start("nochannel")
 	r := n.create(id, "VOICE")
 	mustState(t, r, "ACTIVATION_REQUIRED")
-	if str(r.Body, "error", "code") != "DELIVERY_FAILED" {
-		t.Fatalf("want DELIVERY_FAILED without a VOICE channel: %s", r)
+	if str(r.Body, "error", "code") != "DELIVERY_UNAVAILABLE" || strings.Contains(str(r.Body, "error", "message"), "Check the address") {
+		t.Fatalf("want DELIVERY_UNAVAILABLE, not sending the user to check the address, without a VOICE channel: %s", r)
 	}
 }
 
@@ -365,6 +367,13 @@ func TestTemplateManagementAPI(t *testing.T) {
 		mustError(t, n.admin(http.MethodGet, base+"/SMS/en-GB/promo", ""), http.StatusNotFound, "NOT_FOUND")
 		mustError(t, n.admin(http.MethodGet, "/environments/demo/templates/welcome/contents", ""), http.StatusNotFound, "NOT_FOUND")
 		mustError(t, n.admin(http.MethodGet, base+"/PUSH/en", ""), http.StatusNotFound, "NOT_FOUND")
+		// A path whose locale is no language tag is a bad request, whatever
+		// the verb; an unknown method still names no resource.
+		for _, verb := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
+			mustError(t, n.admin(verb, base+"/SMS/not_a_locale!", `{"content":"${otp}"}`), http.StatusBadRequest, "INVALID_DATA",
+				detail{Target: "locale", Code: "INVALID_VALUE"})
+		}
+		mustError(t, n.admin(http.MethodGet, base+"/PUSH/not_a_locale!", ""), http.StatusNotFound, "NOT_FOUND")
 		// Without the key, nothing.
 		mustStatus(t, n.do(http.MethodGet, base, "", ""), http.StatusUnauthorized)
 	})
@@ -384,6 +393,9 @@ func TestChannelManagementAPI(t *testing.T) {
 			http.StatusBadRequest, "INVALID_DATA", detail{Target: "twilio.accountSid", Code: "INVALID_VALUE"})
 		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS", `{"type":"outbox","credentialEnv":"HOME"}`),
 			http.StatusBadRequest, "INVALID_DATA", detail{Target: "credentialEnv", Code: "INVALID_VALUE"})
+		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS",
+			`{"type":"webhook","webhook":{"url":"https://gw.example.test/hook","secret":"0123456789abcdef"},"headersEnv":{"Authorization":"HOME"}}`),
+			http.StatusBadRequest, "INVALID_DATA", detail{Target: "headersEnv", Code: "INVALID_VALUE"})
 
 		r := n.admin(http.MethodPut, "/environments/demo/channels/sms", body)
 		mustStatus(t, r, http.StatusOK) // the configured outbox was there

@@ -94,7 +94,10 @@ func (s *Server) listTemplateContents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, halJSON, s.collection(r, "contents", items, len(items)))
 }
 
-// contentKey reads method, locale and variant from the path.
+// contentKey reads method, locale and variant from the path. A method
+// other than EMAIL, SMS or VOICE names no resource (404); a locale that is
+// not a language tag is a malformed request (400 on "locale"), whatever
+// the verb.
 func contentKey(r *http.Request) (templates.Key, error) {
 	v := mux.Vars(r)
 	method := delivery.Method(strings.ToUpper(v["method"]))
@@ -103,7 +106,8 @@ func contentKey(r *http.Request) (templates.Key, error) {
 	}
 	locale, ok := templates.CanonicalLocale(v["locale"])
 	if !ok {
-		return templates.Key{}, engine.NotFound("template content")
+		return templates.Key{}, engine.InvalidField("locale", engine.DetailInvalidValue,
+			"the path's locale must be a language tag such as en, es-ES or zh-Hant-TW")
 	}
 	return templates.Key{Method: method, Locale: locale, Variant: strings.ToLower(v["variant"])}, nil
 }

@@ -2,7 +2,9 @@ package dispatch
 
 import (
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/delivery/smtp"
@@ -33,7 +35,15 @@ type Channel struct {
 	// would let a caller send a node's environment to a server of its
 	// choosing.
 	CredentialEnv string `json:"credentialEnv,omitempty"`
+	// HeadersEnv maps webhook header names to environment variables holding
+	// their values ({"Authorization": "GATEWAY_TOKEN"}), for headers that
+	// are credentials. Webhook channels and the configuration file only,
+	// like CredentialEnv.
+	HeadersEnv map[string]string `json:"headersEnv,omitempty"`
 }
+
+// redactedValue stands for a header value the API does not show.
+const redactedValue = "********"
 
 // methodsOf lists the methods each channel type can carry.
 var methodsOf = map[string][]delivery.Method{
@@ -86,6 +96,54 @@ func (c *Channel) retryPolicy() delivery.RetryPolicy {
 	return c.Retry.WithDefaults()
 }
 
+// fromEnvironment fills in what the configuration file left to the
+// environment: the secret named by CredentialEnv, the header values named
+// by HeadersEnv. The error is a path below the channel, as in
+// "headersEnv.Authorization: environment variable GW_TOKEN is empty"; it
+// never holds a value read.
+func (c *Channel) fromEnvironment() error {
+	if c.CredentialEnv != "" {
+		secret, ok := lookupEnv(c.CredentialEnv)
+		if !ok || secret == "" {
+			return fmt.Errorf("credentialEnv: environment variable %s is empty", c.CredentialEnv)
+		}
+		c.setCredential(secret)
+	}
+	if len(c.HeadersEnv) == 0 {
+		return nil
+	}
+	if c.Type != TypeWebhook {
+		return fmt.Errorf("headersEnv: is used by webhook channels only")
+	}
+	if c.Webhook == nil {
+		return nil // Validate reports the missing section
+	}
+	values := make(map[string]string, len(c.HeadersEnv))
+	for _, name := range sortedKeys(c.HeadersEnv) {
+		for other := range values {
+			if strings.EqualFold(other, name) {
+				return fmt.Errorf("headersEnv.%s: the same header as headersEnv.%s", name, other)
+			}
+		}
+		for configured := range c.Webhook.Headers {
+			if strings.EqualFold(configured, name) {
+				return fmt.Errorf("headersEnv.%s: webhook.headers sets %s too", name, configured)
+			}
+		}
+		variable := c.HeadersEnv[name]
+		if variable == "" {
+			return fmt.Errorf("headersEnv.%s: names no environment variable", name)
+		}
+		value, ok := lookupEnv(variable)
+		if !ok || value == "" {
+			return fmt.Errorf("headersEnv.%s: environment variable %s is empty", name, variable)
+		}
+		values[name] = value
+	}
+	c.setHeaders(values)
+	return nil
+}
+
 // setCredential puts a secret read from the environment into the type's
 // secret field. The section is copied first: it is a pointer shared with
 // the caller's configuration, which must not come to hold the secret.
@@ -106,7 +164,22 @@ func (c *Channel) setCredential(secret string) {
 	}
 }
 
-// Redacted is the channel as the API shows it: credentials are write-only.
+// setHeaders adds header values read from the environment to
+// webhook.headers. The section and its map are copied first: both are
+// shared with the caller's configuration, which must not come to hold the
+// values.
+func (c *Channel) setHeaders(values map[string]string) {
+	w := *c.Webhook
+	headers := make(map[string]string, len(w.Headers)+len(values))
+	maps.Copy(headers, w.Headers)
+	maps.Copy(headers, values)
+	w.Headers = headers
+	c.Webhook = &w
+}
+
+// Redacted is the channel as the API shows it: credentials are write-only,
+// and so are webhook header values (an API key, a bearer token), of which
+// only the names are shown.
 func (c Channel) Redacted() Channel {
 	if c.SMTP != nil {
 		s := *c.SMTP
@@ -121,20 +194,42 @@ func (c Channel) Redacted() Channel {
 	if c.Webhook != nil {
 		w := *c.Webhook
 		w.Secret = ""
+		if w.Headers != nil {
+			headers := make(map[string]string, len(w.Headers))
+			for name := range w.Headers {
+				headers[name] = redactedValue
+			}
+			w.Headers = headers
+		}
 		c.Webhook = &w
 	}
 	return c
 }
 
-// newSender builds the channel's sender. outbox serves TypeOutbox.
-func (c *Channel) newSender(outbox delivery.Sender) (delivery.Sender, error) {
+// newSender builds the channel's sender. outbox serves TypeOutbox. A
+// restricted sender refuses to connect to this machine and to link-local
+// addresses (the cloud metadata service), whatever the host resolves to:
+// it serves channels saved through the API.
+func (c *Channel) newSender(outbox delivery.Sender, restrict bool) (delivery.Sender, error) {
 	switch c.Type {
 	case TypeSMTP:
-		return smtp.New(*c.SMTP)
+		var opts []smtp.Option
+		if restrict {
+			opts = append(opts, smtp.RestrictDestinations())
+		}
+		return smtp.New(*c.SMTP, opts...)
 	case TypeWebhook:
-		return webhook.New(*c.Webhook)
+		var opts []webhook.Option
+		if restrict {
+			opts = append(opts, webhook.RestrictDestinations())
+		}
+		return webhook.New(*c.Webhook, opts...)
 	case TypeTwilio:
-		return twilio.New(*c.Twilio)
+		var opts []twilio.Option
+		if restrict {
+			opts = append(opts, twilio.RestrictDestinations())
+		}
+		return twilio.New(*c.Twilio, opts...)
 	case TypeOutbox:
 		if outbox == nil {
 			return nil, fmt.Errorf("no outbox directory is configured on this node")
@@ -142,4 +237,20 @@ func (c *Channel) newSender(outbox delivery.Sender) (delivery.Sender, error) {
 		return outbox, nil
 	}
 	return nil, fmt.Errorf("unknown channel type %q", c.Type)
+}
+
+// validateForAPI applies the rules for a channel saved through the API on
+// top of Validate's: its section's ValidateForAPI (no destination on this
+// machine or link-local, no plain http, no smtp.caFile). The error names
+// the field, as Validate's do.
+func (c *Channel) validateForAPI() error {
+	switch c.Type {
+	case TypeSMTP:
+		return c.SMTP.ValidateForAPI()
+	case TypeWebhook:
+		return c.Webhook.ValidateForAPI()
+	case TypeTwilio:
+		return c.Twilio.ValidateForAPI()
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,16 @@ type Options struct {
 	Observer Observer // nil: none
 	Log      zerolog.Logger
 	Envs     map[string]Environment
+	// AllowLocalDestinations exempts channels saved through the API from
+	// the rules that keep them off this machine and link-local addresses
+	// (the cloud metadata service): SaveChannel skips the sections'
+	// ValidateForAPI, and their senders are built without
+	// RestrictDestinations, as for channels of the configuration file.
+	// FOR TESTS ONLY, whose fake providers listen on 127.0.0.1: a
+	// deployment never sets it, since it would let whoever holds the
+	// management API make the node send requests (with credentials and
+	// passcodes) to services only the node can reach.
+	AllowLocalDestinations bool
 }
 
 // Observer learns the outcome of every delivery: the hook for counters of
@@ -93,6 +104,10 @@ type Dispatcher struct {
 	senders   map[senderKey]builtSender // the last sender built per channel
 	templates map[string]builtSet       // the last template set built per environment
 	recent    map[docsKey]recentDocs    // saved documents read lately, for CacheTTL
+	// generation counts the changes this node made to each kind of saved
+	// document: a list read while it changed may predate the change, and
+	// is not kept for CacheTTL.
+	generation map[docsKey]uint64
 }
 
 type docsKey struct {
@@ -111,8 +126,10 @@ type senderKey struct {
 }
 
 // builtSender is a channel's sender with the fingerprint of the
-// configuration it was built from: channels hold connection pools, so they
-// are built once, and again only when their configuration changes.
+// configuration it was built from. Building a sender validates the
+// configuration again and, for SMTP, reads its CA file; the HTTP senders
+// (webhook, Twilio) keep their own http.Client. So a sender is built once,
+// and again only when its configuration changes.
 type builtSender struct {
 	fingerprint [32]byte
 	sender      delivery.Sender
@@ -144,12 +161,8 @@ func New(o Options) (*Dispatcher, error) {
 		env.DefaultLocale = locale
 		channels := make(map[delivery.Method]Channel, len(env.Channels))
 		for method, ch := range env.Channels {
-			if ch.CredentialEnv != "" {
-				secret, ok := lookupEnv(ch.CredentialEnv)
-				if !ok || secret == "" {
-					return nil, fmt.Errorf("environment %s: notifications.channels.%s.credentialEnv: environment variable %s is empty", id, method, ch.CredentialEnv)
-				}
-				ch.setCredential(secret)
+			if err := ch.fromEnvironment(); err != nil {
+				return nil, fmt.Errorf("environment %s: notifications.channels.%s.%w", id, method, err)
 			}
 			if err := ch.Validate(method); err != nil {
 				return nil, fmt.Errorf("environment %s: notifications.channels.%s.%w", id, method, err)
@@ -166,7 +179,8 @@ func New(o Options) (*Dispatcher, error) {
 		envs[id] = env
 	}
 	o.Envs = envs
-	return &Dispatcher{o: o, senders: map[senderKey]builtSender{}, templates: map[string]builtSet{}, recent: map[docsKey]recentDocs{}}, nil
+	return &Dispatcher{o: o, senders: map[senderKey]builtSender{}, templates: map[string]builtSet{},
+		recent: map[docsKey]recentDocs{}, generation: map[docsKey]uint64{}}, nil
 }
 
 // ComposePairing renders the device-pairing message for p from the
@@ -229,7 +243,10 @@ func (c *countingSender) Send(ctx context.Context, msg delivery.Message) error {
 
 // report logs and counts one delivery. Neither the passcode nor the
 // recipient is logged: the delivery id ties the line to the provider's
-// records.
+// records. A failure's error is logged whole, with its cause ("connection
+// refused", the certificate the TLS handshake refused): the channels keep
+// only causes that hold neither the passcode, nor the recipient, nor the
+// provider's URL.
 func (d *Dispatcher) report(msg delivery.Message, o Outcome, err error) {
 	ev := d.o.Log.Info()
 	o.Result = ResultSent
@@ -239,7 +256,7 @@ func (d *Dispatcher) report(msg delivery.Message, o Outcome, err error) {
 		if delivery.IsPermanent(err) {
 			o.Result = ResultRefused
 		}
-		ev = d.o.Log.Warn().Str("reason", o.Reason)
+		ev = d.o.Log.Warn().Str("reason", o.Reason).Err(err)
 	}
 	ev.Str("env", o.EnvID).Str("method", string(o.Method)).Str("channel", o.Channel).Str("delivery", msg.ID).
 		Str("locale", msg.Locale).Str("result", o.Result).Int("attempts", o.Attempts).Dur("duration", o.Duration).
@@ -250,13 +267,24 @@ func (d *Dispatcher) report(msg delivery.Message, o Outcome, err error) {
 }
 
 // sender returns the sender for an environment's method: the channel saved
-// through the API, else the configured one.
+// through the API, else the configured one. A channel saved through the API
+// gets a sender with restricted destinations (neither this machine nor a
+// link-local address, unless AllowLocalDestinations): whoever holds the
+// management API must not get the node to reach what only it can. One from
+// the configuration file may reach any.
 func (d *Dispatcher) sender(ctx context.Context, envID string, method delivery.Method) (delivery.Sender, Channel, error) {
-	ch, raw, err := d.channel(ctx, envID, method)
+	ch, raw, fromAPI, err := d.channel(ctx, envID, method)
 	if err != nil {
 		return nil, Channel{}, err
 	}
-	fp := sha256.Sum256(raw)
+	restrict := fromAPI && !d.o.AllowLocalDestinations
+	h := sha256.New()
+	h.Write(raw)
+	if restrict {
+		h.Write([]byte{0, 1})
+	}
+	var fp [32]byte
+	h.Sum(fp[:0])
 	key := senderKey{envID, method}
 	d.mu.Lock()
 	b, ok := d.senders[key]
@@ -264,9 +292,9 @@ func (d *Dispatcher) sender(ctx context.Context, envID string, method delivery.M
 	if ok && b.fingerprint == fp {
 		return b.sender, b.channel, nil
 	}
-	s, err := ch.newSender(d.o.Outbox)
+	s, err := ch.newSender(d.o.Outbox, restrict)
 	if err != nil {
-		return nil, Channel{}, delivery.Permanent("channel unusable", err)
+		return nil, Channel{}, delivery.Misconfigured("channel unusable", err)
 	}
 	d.mu.Lock()
 	d.senders[key] = builtSender{fingerprint: fp, sender: s, channel: ch}
@@ -274,32 +302,40 @@ func (d *Dispatcher) sender(ctx context.Context, envID string, method delivery.M
 	return s, ch, nil
 }
 
-// channel finds the channel configuration and its canonical bytes.
-func (d *Dispatcher) channel(ctx context.Context, envID string, method delivery.Method) (Channel, []byte, error) {
-	ch, found, err := d.recentChannel(ctx, envID, method)
+// channel finds the channel configuration and its canonical bytes, and
+// whether it was saved through the API (else it is the configured one).
+// Its failures other than the store's are the deployment's fault: no
+// channel, or one that cannot be opened.
+func (d *Dispatcher) channel(ctx context.Context, envID string, method delivery.Method) (ch Channel, raw []byte, fromAPI bool, err error) {
+	ch, fromAPI, err = d.recentChannel(ctx, envID, method)
 	if errors.Is(err, store.ErrUnavailable) {
-		return Channel{}, nil, delivery.Transient("store unavailable", err)
+		return Channel{}, nil, false, delivery.Transient("store unavailable", err)
 	}
 	if err != nil {
 		// Sealed with another secret, or damaged: no retry will fix it.
-		return Channel{}, nil, delivery.Permanent("channel unusable", err)
+		return Channel{}, nil, false, delivery.Misconfigured("channel unusable", err)
 	}
+	found := fromAPI
 	if !found {
 		ch, found = d.o.Envs[envID].Channels[method]
 	}
 	if !found {
-		return Channel{}, nil, delivery.Permanent("no channel", fmt.Errorf("environment %s has no channel for %s", envID, method))
+		return Channel{}, nil, false, delivery.Misconfigured("no channel", fmt.Errorf("environment %s has no channel for %s", envID, method))
 	}
-	raw, err := json.Marshal(ch)
+	raw, err = json.Marshal(ch)
 	if err != nil {
-		return Channel{}, nil, delivery.Permanent("channel unusable", err)
+		return Channel{}, nil, false, delivery.Misconfigured("channel unusable", err)
 	}
-	return ch, raw, nil
+	return ch, raw, fromAPI, nil
 }
 
 // templateSet builds the environment's template set: the configured
 // contents, overridden by those saved through the API. The set is rebuilt
-// only when the contents change.
+// only when the contents change. A saved content that cannot be used (its
+// document does not decode, or it breaks a rule tightened since it was
+// saved) is left out, with an error logged, rather than failing every
+// passcode of the environment: the configured or built-in content with its
+// key serves instead.
 func (d *Dispatcher) templateSet(ctx context.Context, envID string) (*templates.Set, error) {
 	env := d.o.Envs[envID]
 	saved, err := d.recentDocuments(ctx, envID, store.KindTemplate)
@@ -321,10 +357,7 @@ func (d *Dispatcher) templateSet(ctx context.Context, envID string) (*templates.
 	if ok && b.fingerprint == fp {
 		return b.set, nil
 	}
-	contents, err := mergeContents(env.Templates, saved)
-	if err != nil {
-		return nil, engine.AsError(err)
-	}
+	contents := d.mergeContents(envID, env.Templates, saved)
 	set, err := templates.NewSet(env.DefaultLocale, contents)
 	if err != nil {
 		return nil, engine.AsError(fmt.Errorf("environment %s: saved templates: %w", envID, err))
@@ -335,8 +368,9 @@ func (d *Dispatcher) templateSet(ctx context.Context, envID string) (*templates.
 	return set, nil
 }
 
-// mergeContents lays saved contents over configured ones by key.
-func mergeContents(configured []templates.Content, saved []store.Document) ([]templates.Content, error) {
+// mergeContents lays saved contents over configured ones by key, leaving
+// out (and logging) the saved ones that cannot be used.
+func (d *Dispatcher) mergeContents(envID string, configured []templates.Content, saved []store.Document) []templates.Content {
 	byKey := make(map[templates.Key]templates.Content, len(configured)+len(saved))
 	order := make([]templates.Key, 0, len(configured)+len(saved))
 	for _, c := range configured {
@@ -345,8 +379,14 @@ func mergeContents(configured []templates.Content, saved []store.Document) ([]te
 	}
 	for _, doc := range saved {
 		var c templates.Content
-		if err := json.Unmarshal(doc.Data, &c); err != nil {
-			return nil, fmt.Errorf("saved template %s: %w", doc.ID, err)
+		err := json.Unmarshal(doc.Data, &c)
+		if err == nil {
+			err = problemsError(c.Validate())
+		}
+		if err != nil {
+			d.o.Log.Error().Str("env", envID).Str("template", doc.ID).Err(err).
+				Msg("saved template content left out: it cannot be used; save it again or delete it")
+			continue
 		}
 		if _, ok := byKey[c.Key()]; !ok {
 			order = append(order, c.Key())
@@ -357,36 +397,60 @@ func mergeContents(configured []templates.Content, saved []store.Document) ([]te
 	for _, k := range order {
 		out = append(out, byKey[k])
 	}
-	return out, nil
+	return out
+}
+
+// problemsError is nil without problems, else one error listing them all.
+func problemsError(problems []templates.FieldError) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(problems))
+	for i, p := range problems {
+		msgs[i] = p.Field + ": " + p.Message
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // recentDocuments lists an environment's saved documents of one kind,
 // reusing a list read less than CacheTTL ago.
+//
+// A list is kept only if this node changed nothing of the kind while it was
+// read: a read that began before a change may return the list without it,
+// and keeping that list would hide the node's own change for CacheTTL.
 func (d *Dispatcher) recentDocuments(ctx context.Context, envID string, kind store.Kind) ([]store.Document, error) {
 	key := docsKey{envID, kind}
 	d.mu.Lock()
 	r, ok := d.recent[key]
+	gen := d.generation[key]
 	d.mu.Unlock()
 	if ok && time.Since(r.readAt) < d.o.CacheTTL {
 		return r.docs, nil
 	}
+	// The time the read began: what it returns is at least that recent.
+	readAt := time.Now()
 	docs, err := d.o.Store.ListDocuments(ctx, envID, kind)
 	if err != nil {
 		return nil, err
 	}
 	if d.o.CacheTTL > 0 {
 		d.mu.Lock()
-		d.recent[key] = recentDocs{readAt: time.Now(), docs: docs}
+		if d.generation[key] == gen {
+			d.recent[key] = recentDocs{readAt: readAt, docs: docs}
+		}
 		d.mu.Unlock()
 	}
 	return docs, nil
 }
 
 // forget drops what recentDocuments kept of a kind after this node changed
-// it, so the change applies to the next passcode.
+// it, so the change applies to the next passcode, and stops a read under
+// way from keeping what it read before the change.
 func (d *Dispatcher) forget(envID string, kind store.Kind) {
+	key := docsKey{envID, kind}
 	d.mu.Lock()
-	delete(d.recent, docsKey{envID, kind})
+	delete(d.recent, key)
+	d.generation[key]++
 	d.mu.Unlock()
 }
 

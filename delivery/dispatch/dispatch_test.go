@@ -140,6 +140,7 @@ type gateway struct {
 	mu       sync.Mutex
 	requests int
 	accepted []map[string]any // signed requests, decoded
+	headers  []http.Header    // the headers of the signed requests
 	badSigs  int
 }
 
@@ -167,6 +168,7 @@ func (g *gateway) serve(w http.ResponseWriter, r *http.Request) {
 	var p map[string]any
 	_ = json.Unmarshal(body, &p)
 	g.accepted = append(g.accepted, p)
+	g.headers = append(g.headers, r.Header.Clone())
 	g.mu.Unlock()
 	if g.delay > 0 {
 		select {
@@ -186,6 +188,17 @@ func (g *gateway) counts() (requests, accepted, badSigs int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.requests, len(g.accepted), g.badSigs
+}
+
+// lastHeaders are the headers of the last signed request.
+func (g *gateway) lastHeaders(t *testing.T) http.Header {
+	t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.headers) == 0 {
+		t.Fatal("the gateway accepted no request")
+	}
+	return g.headers[len(g.headers)-1]
 }
 
 func (g *gateway) channel() dispatch.Channel {
@@ -220,7 +233,7 @@ func wantEngineError(t *testing.T, err error, status int, code string) *engine.E
 }
 
 func TestNewRefusesBadConfiguration(t *testing.T) {
-	const emptyVar, unsetVar = "EF_DISPATCH_TEST_EMPTY", "EF_DISPATCH_TEST_UNSET"
+	const emptyVar, unsetVar, setVar = "EF_DISPATCH_TEST_EMPTY", "EF_DISPATCH_TEST_UNSET", "EF_DISPATCH_TEST_SET"
 	sms := func(ch dispatch.Channel) map[delivery.Method]dispatch.Channel {
 		return map[delivery.Method]dispatch.Channel{delivery.SMS: ch}
 	}
@@ -257,6 +270,28 @@ func TestNewRefusesBadConfiguration(t *testing.T) {
 		{"credentialEnv names an unset variable", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeWebhook,
 			Webhook: &webhook.Config{URL: "https://gw.example.test/hook"}, CredentialEnv: unsetVar})},
 			"notifications.channels.SMS.credentialEnv: environment variable " + unsetVar + " is empty"},
+		{"headersEnv names an empty variable", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeWebhook,
+			Webhook: hook, HeadersEnv: map[string]string{"Authorization": emptyVar}})},
+			"notifications.channels.SMS.headersEnv.Authorization: environment variable " + emptyVar + " is empty"},
+		{"headersEnv names an unset variable", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeWebhook,
+			Webhook: hook, HeadersEnv: map[string]string{"X-Api-Key": unsetVar}})},
+			"notifications.channels.SMS.headersEnv.X-Api-Key: environment variable " + unsetVar + " is empty"},
+		{"headersEnv names no variable", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeWebhook,
+			Webhook: hook, HeadersEnv: map[string]string{"X-Api-Key": ""}})},
+			"notifications.channels.SMS.headersEnv.X-Api-Key: names no environment variable"},
+		{"headersEnv repeats a configured header", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeWebhook,
+			Webhook:    &webhook.Config{URL: hook.URL, Secret: hookSecret, Headers: map[string]string{"authorization": "x"}},
+			HeadersEnv: map[string]string{"Authorization": setVar}})},
+			"notifications.channels.SMS.headersEnv.Authorization: webhook.headers sets authorization too"},
+		{"headersEnv names a header twice", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeWebhook,
+			Webhook: hook, HeadersEnv: map[string]string{"X-Key": setVar, "x-key": setVar}})},
+			"notifications.channels.SMS.headersEnv.x-key: the same header as headersEnv.X-Key"},
+		{"headersEnv on another type", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeOutbox,
+			HeadersEnv: map[string]string{"Authorization": setVar}})},
+			"notifications.channels.SMS.headersEnv: is used by webhook channels only"},
+		{"headersEnv sets a reserved header", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeWebhook,
+			Webhook: hook, HeadersEnv: map[string]string{"Content-Type": setVar}})},
+			"notifications.channels.SMS.webhook.headers: Content-Type is set by enrollflow"},
 		{"bad template content", dispatch.Environment{Templates: []templates.Content{
 			{Method: delivery.SMS, Locale: "en", Body: "Code ${otp}"},
 			{Method: delivery.SMS, Locale: "fr", Body: "Pas de code"}}},
@@ -270,6 +305,7 @@ func TestNewRefusesBadConfiguration(t *testing.T) {
 			"notifications.templates.device_pairing.contents[1]: duplicate content"},
 	}
 	t.Setenv(emptyVar, "")
+	t.Setenv(setVar, "some-value")
 	t.Setenv(unsetVar, "x") // restored when the test ends
 	if err := os.Unsetenv(unsetVar); err != nil {
 		t.Fatal(err)
@@ -488,7 +524,7 @@ func TestStoreUnavailable(t *testing.T) {
 	// Whether a saved channel overrides the configured one is unknown: the
 	// send fails, and may succeed later.
 	err = d.Send(ctx, smsMessage(envID))
-	if err == nil || delivery.IsPermanent(err) || delivery.ReasonOf(err) != "store unavailable" {
+	if err == nil || delivery.IsPermanent(err) || delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "store unavailable" {
 		t.Fatalf("Send = %v, want a transient failure, reason \"store unavailable\"", err)
 	}
 	if o := obs.last(t); o.Result != dispatch.ResultFailed || o.Channel != "none" || o.Attempts != 0 {
@@ -502,8 +538,8 @@ func TestSendWithoutChannel(t *testing.T) {
 		Channels: map[delivery.Method]dispatch.Channel{delivery.Email: {Type: dispatch.TypeOutbox}}})})
 	for _, env := range []string{envID, "unknown-env"} {
 		err := d.Send(t.Context(), smsMessage(env))
-		if !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "no channel" {
-			t.Fatalf("%s: Send = %v; want a permanent failure, reason \"no channel\"", env, err)
+		if !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "no channel" {
+			t.Fatalf("%s: Send = %v; want a misconfiguration, reason \"no channel\"", env, err)
 		}
 		got := obs.last(t)
 		want := dispatch.Outcome{EnvID: env, Method: delivery.SMS, Channel: "none", Result: dispatch.ResultRefused, Reason: "no channel"}
@@ -533,8 +569,8 @@ func TestSendOutbox(t *testing.T) {
 	d = newDispatcher(t, dispatch.Options{Observer: obs, Envs: oneEnv(dispatch.Environment{
 		Channels: map[delivery.Method]dispatch.Channel{delivery.SMS: {Type: dispatch.TypeOutbox}}})})
 	err := d.Send(t.Context(), msg)
-	if !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "channel unusable" {
-		t.Fatalf("outbox channel without an outbox: %v", err)
+	if !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "channel unusable" {
+		t.Fatalf("outbox channel without an outbox: %v; want a misconfiguration, reason \"channel unusable\"", err)
 	}
 }
 
@@ -605,7 +641,8 @@ func TestSendFollowsSavedChannels(t *testing.T) {
 	a := startGateway(t, hookSecret, nil)
 	b := startGateway(t, "another-secret-0123456789", nil)
 	box, obs := &memOutbox{}, &outcomes{}
-	d := newDispatcher(t, dispatch.Options{Outbox: box, Observer: obs, Envs: oneEnv(dispatch.Environment{
+	// The gateways listen on 127.0.0.1.
+	d := newDispatcher(t, dispatch.Options{Outbox: box, Observer: obs, AllowLocalDestinations: true, Envs: oneEnv(dispatch.Environment{
 		Channels: map[delivery.Method]dispatch.Channel{delivery.SMS: {Type: dispatch.TypeOutbox}}})})
 	send := func() {
 		t.Helper()
@@ -654,27 +691,42 @@ func TestDeliveryLogLines(t *testing.T) {
 	var buf syncBuffer
 	g := startGateway(t, hookSecret, func(int) int { return http.StatusServiceUnavailable })
 	refusing := startGateway(t, hookSecret, func(int) int { return http.StatusBadRequest })
-	d := newDispatcher(t, dispatch.Options{Outbox: &memOutbox{}, Log: zerolog.New(&buf), Envs: oneEnv(dispatch.Environment{
-		Channels: map[delivery.Method]dispatch.Channel{
+	// A gateway that is gone, at a URL whose path holds a token: the
+	// cause of the failure is logged, the URL is not.
+	const pathToken = "path-token-31415926"
+	gone := startGateway(t, hookSecret, nil)
+	goneChannel := gone.channel()
+	goneChannel.Webhook.URL += "/hook/" + pathToken
+	gone.srv.Close()
+	d := newDispatcher(t, dispatch.Options{Outbox: &memOutbox{}, Log: zerolog.New(&buf), Envs: map[string]dispatch.Environment{
+		envID: {Channels: map[delivery.Method]dispatch.Channel{
 			delivery.Email: {Type: dispatch.TypeOutbox},
 			delivery.SMS:   g.channel(),
 			delivery.Voice: refusing.channel(),
-		}})})
+		}},
+		"e2": {Channels: map[delivery.Method]dispatch.Channel{delivery.SMS: goneChannel}},
+	}})
 	ctx := t.Context()
 	tests := []struct {
+		env                  string
 		method               delivery.Method
 		to                   string
 		level, result        string
 		attempts             float64
 		reason, channel      string
 		wantErr, wantPermErr bool
+		cause                string // in the logged error, after the reason
 	}{
-		{delivery.Email, "jane.doe@example.test", "info", dispatch.ResultSent, 1, "", dispatch.TypeOutbox, false, false},
-		{delivery.SMS, recipient, "warn", dispatch.ResultFailed, 3, "http 503", dispatch.TypeWebhook, true, false},
-		{delivery.Voice, recipient, "warn", dispatch.ResultRefused, 1, "http 400", dispatch.TypeWebhook, true, true},
+		{envID, delivery.Email, "jane.doe@example.test", "info", dispatch.ResultSent, 1, "", dispatch.TypeOutbox, false, false, ""},
+		{envID, delivery.SMS, recipient, "warn", dispatch.ResultFailed, 3, "http 503", dispatch.TypeWebhook, true, false, ""},
+		{envID, delivery.Voice, recipient, "warn", dispatch.ResultRefused, 1, "http 400", dispatch.TypeWebhook, true, true, ""},
+		{"e2", delivery.SMS, recipient, "warn", dispatch.ResultFailed, 3, "connection failed", dispatch.TypeWebhook, true, false,
+			"connection refused"},
+		{"e2", delivery.Voice, recipient, "warn", dispatch.ResultRefused, 0, "no channel", "none", true, true,
+			"environment e2 has no channel for VOICE"},
 	}
 	for _, tc := range tests {
-		msg, err := d.ComposePairing(ctx, delivery.Pairing{EnvID: envID, Method: tc.method, Recipient: tc.to, OTP: passcode,
+		msg, err := d.ComposePairing(ctx, delivery.Pairing{EnvID: tc.env, Method: tc.method, Recipient: tc.to, OTP: passcode,
 			Email: "jane.doe@example.test", MobilePhone: recipient})
 		if err != nil {
 			t.Fatal(err)
@@ -686,25 +738,33 @@ func TestDeliveryLogLines(t *testing.T) {
 		}
 		line := buf.String()
 		if strings.Contains(line, passcode) || strings.Contains(line, tc.to) || strings.Contains(line, "7654321") ||
-			strings.Contains(line, "jane.doe") {
-			t.Fatalf("%s: the log line holds the passcode or the recipient: %s", tc.method, line)
+			strings.Contains(line, "jane.doe") || strings.Contains(line, pathToken) || strings.Contains(line, hookSecret) {
+			t.Fatalf("%s: the log line holds the passcode, the recipient, the URL or the secret: %s", tc.method, line)
 		}
 		var fields map[string]any
 		if err := json.Unmarshal([]byte(line), &fields); err != nil {
 			t.Fatalf("%s: want one JSON log line, got %q: %v", tc.method, line, err)
 		}
-		want := map[string]any{"level": tc.level, "env": envID, "method": string(tc.method), "channel": tc.channel,
+		want := map[string]any{"level": tc.level, "env": tc.env, "method": string(tc.method), "channel": tc.channel,
 			"result": tc.result, "attempts": tc.attempts, "delivery": msg.ID}
 		if tc.reason != "" {
 			want["reason"] = tc.reason
 		}
 		for k, v := range want {
 			if fields[k] != v {
-				t.Errorf("%s: log field %s = %v, want %v (line %s)", tc.method, k, fields[k], v, line)
+				t.Errorf("%s/%s: log field %s = %v, want %v (line %s)", tc.env, tc.method, k, fields[k], v, line)
 			}
 		}
 		if _, ok := fields["reason"]; ok && tc.reason == "" {
-			t.Errorf("%s: a sent delivery logged a reason: %s", tc.method, line)
+			t.Errorf("%s/%s: a sent delivery logged a reason: %s", tc.env, tc.method, line)
+		}
+		// The error is the one Send returned, its cause included.
+		logged, _ := fields["error"].(string)
+		switch {
+		case !tc.wantErr && logged != "":
+			t.Errorf("%s/%s: a sent delivery logged an error: %s", tc.env, tc.method, line)
+		case tc.wantErr && (logged != err.Error() || !strings.Contains(logged, tc.reason) || !strings.Contains(logged, tc.cause)):
+			t.Errorf("%s/%s: logged error %q, want %q (reason %q, cause %q)", tc.env, tc.method, logged, err, tc.reason, tc.cause)
 		}
 	}
 }
@@ -742,6 +802,11 @@ func TestSaveChannelRefusals(t *testing.T) {
 		target string
 	}{
 		{"credentialEnv", delivery.SMS, dispatch.Channel{Type: dispatch.TypeOutbox, CredentialEnv: "HOME"}, "credentialEnv"},
+		{"headersEnv", delivery.SMS, dispatch.Channel{Type: dispatch.TypeWebhook, HeadersEnv: map[string]string{"Authorization": "HOME"},
+			Webhook: &webhook.Config{URL: "https://gw.example.test/hook", Secret: hookSecret}}, "headersEnv"},
+		{"redacted header value sent back", delivery.SMS, dispatch.Channel{Type: dispatch.TypeWebhook,
+			Webhook: &webhook.Config{URL: "https://gw.example.test/hook", Secret: hookSecret,
+				Headers: map[string]string{"X-Tenant": "acme", "Authorization": "********"}}}, "webhook.headers.Authorization"},
 		{"unknown type", delivery.SMS, dispatch.Channel{Type: "fax"}, "type"},
 		{"smtp for SMS", delivery.SMS, dispatch.Channel{Type: dispatch.TypeSMTP, SMTP: validSMTP()}, "type"},
 		{"missing section", delivery.Voice, dispatch.Channel{Type: dispatch.TypeTwilio}, "twilio"},
@@ -754,6 +819,18 @@ func TestSaveChannelRefusals(t *testing.T) {
 		{"short webhook secret", delivery.SMS, dispatch.Channel{Type: dispatch.TypeWebhook,
 			Webhook: &webhook.Config{URL: "https://gw.example.test/hook", Secret: "short"}}, "webhook.secret"},
 		{"bad retry", delivery.SMS, dispatch.Channel{Type: dispatch.TypeOutbox, Retry: &delivery.RetryPolicy{Attempts: 99}}, "retry.attempts"},
+		// What the configuration file may do, and the API may not: reach
+		// this machine or link-local addresses, name a file of the node.
+		{"webhook on this machine", delivery.SMS, dispatch.Channel{Type: dispatch.TypeWebhook,
+			Webhook: &webhook.Config{URL: "http://127.0.0.1:8080/hook", Secret: hookSecret}}, "webhook.url"},
+		{"webhook at the metadata service", delivery.SMS, dispatch.Channel{Type: dispatch.TypeWebhook,
+			Webhook: &webhook.Config{URL: "https://169.254.169.254/latest", Secret: hookSecret}}, "webhook.url"},
+		{"twilio on this machine", delivery.SMS, dispatch.Channel{Type: dispatch.TypeTwilio,
+			Twilio: &twilio.Config{AccountSID: twilioSID, AuthToken: twilioAuth, From: "+15550001111", BaseURL: "https://localhost:8443"}}, "twilio.baseUrl"},
+		{"smtp on this machine", delivery.Email, dispatch.Channel{Type: dispatch.TypeSMTP,
+			SMTP: &smtp.Config{Host: "127.0.0.1", Port: 25, TLS: smtp.TLSNone, From: "mfa@example.test"}}, "smtp.host"},
+		{"smtp caFile", delivery.Email, dispatch.Channel{Type: dispatch.TypeSMTP,
+			SMTP: &smtp.Config{Host: "mail.example.test", Port: 587, From: "mfa@example.test", CAFile: "/etc/passwd"}}, "smtp.caFile"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -939,8 +1016,9 @@ func TestSavedChannelIsSealedInRedis(t *testing.T) {
 	ch.Webhook.Headers = map[string]string{"X-Api-Key": apiKey}
 	box, obs := &memOutbox{}, &outcomes{}
 	// CacheTTL -1: the copies below are written behind the dispatcher's
-	// back, as another node would, and must be read at once.
-	d := newDispatcher(t, dispatch.Options{Store: st, Outbox: box, Observer: obs, CacheTTL: -1, Envs: map[string]dispatch.Environment{
+	// back, as another node would, and must be read at once. The gateway
+	// listens on 127.0.0.1.
+	d := newDispatcher(t, dispatch.Options{Store: st, Outbox: box, Observer: obs, CacheTTL: -1, AllowLocalDestinations: true, Envs: map[string]dispatch.Environment{
 		envID: {},
 		"e2":  {Channels: map[delivery.Method]dispatch.Channel{delivery.SMS: {Type: dispatch.TypeOutbox}}},
 	}})
@@ -994,8 +1072,8 @@ func TestSavedChannelIsSealedInRedis(t *testing.T) {
 		msg := smsMessage(target.env)
 		msg.Method = target.method
 		err := d.Send(ctx, msg)
-		if !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "channel unusable" {
-			t.Fatalf("%s/%s: Send with a copied channel = %v; want a permanent failure, reason \"channel unusable\"", target.env, target.method, err)
+		if !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "channel unusable" {
+			t.Fatalf("%s/%s: Send with a copied channel = %v; want a misconfiguration, reason \"channel unusable\"", target.env, target.method, err)
 		}
 		if o := obs.last(t); o.Result != dispatch.ResultRefused || o.Reason != "channel unusable" || o.Attempts != 0 {
 			t.Fatalf("%s/%s: outcome %+v", target.env, target.method, o)

@@ -147,13 +147,14 @@ func (d *Dispatcher) Channels(ctx context.Context, envID string) ([]ChannelEntry
 	out := []ChannelEntry{}
 	for _, m := range Methods {
 		e, err := d.ChannelFor(ctx, envID, m)
-		if engine.AsError(err).Code == engine.CodeNotFound {
+		if err == nil {
+			out = append(out, e)
 			continue
 		}
-		if err != nil {
-			return nil, err
+		if apiErr, ok := errors.AsType[*engine.Error](err); ok && apiErr.Code == engine.CodeNotFound {
+			continue // no channel for this method
 		}
-		out = append(out, e)
+		return nil, err
 	}
 	return out, nil
 }
@@ -174,7 +175,7 @@ func (d *Dispatcher) ChannelFor(ctx context.Context, envID string, method delive
 		return ChannelEntry{Method: method, Channel: ch.Redacted(), Source: SourceAPI}, nil
 	}
 	if ch, ok := d.o.Envs[envID].Channels[method]; ok {
-		ch.CredentialEnv = ""
+		ch.CredentialEnv, ch.HeadersEnv = "", nil
 		return ChannelEntry{Method: method, Channel: ch.Redacted(), Source: SourceConfiguration}, nil
 	}
 	return ChannelEntry{}, engine.NotFound("channel")
@@ -182,14 +183,35 @@ func (d *Dispatcher) ChannelFor(ctx context.Context, envID string, method delive
 
 // SaveChannel validates a channel and saves it, sealed, replacing the
 // environment's channel for method. It reports whether there was none.
+// Whoever holds the management API must not get the node to reach what only
+// it can, so a channel saved through it is held to stricter rules than the
+// configuration file's (see validateForAPI), unless AllowLocalDestinations,
+// and is sent through with restricted destinations.
 func (d *Dispatcher) SaveChannel(ctx context.Context, envID string, method delivery.Method, ch Channel) (bool, error) {
 	if ch.CredentialEnv != "" {
 		return false, engine.InvalidField("credentialEnv", engine.DetailInvalidValue,
 			"is for the configuration file only; send the credential itself (it is stored encrypted and never shown)")
 	}
+	if len(ch.HeadersEnv) > 0 {
+		return false, engine.InvalidField("headersEnv", engine.DetailInvalidValue,
+			"is for the configuration file only; send the values in webhook.headers (stored encrypted and never shown)")
+	}
 	if err := ch.Validate(method); err != nil {
-		field, msg, _ := strings.Cut(err.Error(), ": ")
-		return false, engine.InvalidField(field, engine.DetailInvalidValue, msg)
+		return false, invalidChannel(err)
+	}
+	if !d.o.AllowLocalDestinations {
+		if err := ch.validateForAPI(); err != nil {
+			return false, invalidChannel(err)
+		}
+	}
+	if ch.Webhook != nil {
+		for _, name := range sortedKeys(ch.Webhook.Headers) {
+			if ch.Webhook.Headers[name] == redactedValue {
+				// A channel read back from the API and saved as is.
+				return false, engine.InvalidField("webhook.headers."+name, engine.DetailInvalidValue,
+					"is the placeholder the API shows instead of the value; send the value itself")
+			}
+		}
 	}
 	plain, err := json.Marshal(ch)
 	if err != nil {
@@ -225,6 +247,13 @@ func (d *Dispatcher) DeleteChannel(ctx context.Context, envID string, method del
 		return engine.Unavailable(err)
 	}
 	return nil
+}
+
+// invalidChannel is the 400 for a channel whose validation failed with err,
+// a path and a message ("twilio.accountSid: must start with AC").
+func invalidChannel(err error) error {
+	field, msg, _ := strings.Cut(err.Error(), ": ")
+	return engine.InvalidField(field, engine.DetailInvalidValue, msg)
 }
 
 // sealedChannel is a channel as the store keeps it: the whole configuration

@@ -25,6 +25,7 @@ func TestStatusError(t *testing.T) {
 		retryAfter string
 		wantNil    bool
 		permanent  bool
+		misconfig  bool
 		retryWait  time.Duration
 	}{
 		{status: 200, wantNil: true},
@@ -32,11 +33,21 @@ func TestStatusError(t *testing.T) {
 		{status: 204, wantNil: true},
 		{status: 299, wantNil: true},
 		{status: 100, permanent: true},
-		{status: 301, permanent: true}, // redirects are not followed
-		{status: 302, permanent: true},
+		{status: 301, permanent: true, misconfig: true}, // redirects are not followed
+		{status: 302, permanent: true, misconfig: true},
+		{status: 307, permanent: true, misconfig: true},
+		{status: 308, permanent: true, misconfig: true},
 		{status: 400, permanent: true},
-		{status: 401, permanent: true},
-		{status: 404, permanent: true},
+		{status: 401, permanent: true, misconfig: true},
+		{status: 402, permanent: true},
+		{status: 403, permanent: true, misconfig: true},
+		{status: 404, permanent: true, misconfig: true},
+		{status: 405, permanent: true, misconfig: true},
+		{status: 406, permanent: true},
+		{status: 407, permanent: true, misconfig: true},
+		{status: 409, permanent: true},
+		{status: 410, permanent: true},
+		{status: 413, permanent: true},
 		{status: 422, permanent: true},
 		{status: 429},
 		{status: 429, retryAfter: "7", retryWait: 7 * time.Second},
@@ -73,6 +84,12 @@ func TestStatusError(t *testing.T) {
 			}
 			if de.Permanent != tt.permanent {
 				t.Errorf("Permanent = %v, want %v", de.Permanent, tt.permanent)
+			}
+			if de.Misconfigured != tt.misconfig || delivery.IsMisconfigured(err) != tt.misconfig {
+				t.Errorf("Misconfigured = %v, want %v", de.Misconfigured, tt.misconfig)
+			}
+			if MisconfiguredStatus(tt.status) != tt.misconfig {
+				t.Errorf("MisconfiguredStatus(%d) = %v, want %v", tt.status, !tt.misconfig, tt.misconfig)
 			}
 			if de.RetryAfter != tt.retryWait {
 				t.Errorf("RetryAfter = %v, want %v", de.RetryAfter, tt.retryWait)
@@ -126,8 +143,8 @@ func TestTransportError(t *testing.T) {
 			if !errors.As(err, &de) {
 				t.Fatalf("TransportError = %#v, want a *delivery.Error", err)
 			}
-			if de.Permanent {
-				t.Error("Permanent = true, want transient")
+			if de.Permanent || de.Misconfigured {
+				t.Errorf("Permanent = %v, Misconfigured = %v, want transient", de.Permanent, de.Misconfigured)
 			}
 			if de.Reason != tt.reason {
 				t.Errorf("Reason = %q, want %q", de.Reason, tt.reason)
@@ -244,8 +261,8 @@ func TestNewClientRefusesRedirects(t *testing.T) {
 	if resp.StatusCode != http.StatusTemporaryRedirect {
 		t.Errorf("status = %d, want 307", resp.StatusCode)
 	}
-	if !delivery.IsPermanent(StatusError(resp, time.Now(), nil)) {
-		t.Error("a refused redirect is not a permanent failure")
+	if !delivery.IsMisconfigured(StatusError(resp, time.Now(), nil)) {
+		t.Error("a refused redirect is not a configuration fault")
 	}
 }
 

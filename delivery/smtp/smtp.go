@@ -19,6 +19,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 
 	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/delivery/httpchannel"
 )
 
 // TLS policies (Config.TLS).
@@ -48,6 +49,7 @@ type Config struct {
 	// Username and Password enable SMTP AUTH. The mechanism is the
 	// strongest the server offers; PLAIN and LOGIN are used only over an
 	// encrypted connection, so that the password never travels in clear.
+	// They require TLS "mandatory", unless Host is a loopback address.
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
 	// From is the sender, as "addr@example.com" or "Name <addr@example.com>".
@@ -56,7 +58,8 @@ type Config struct {
 	// Timeout bounds one send (DefaultTimeout when zero).
 	Timeout delivery.Duration `json:"timeout,omitempty"`
 	// CAFile is a PEM file of private CAs to trust instead of the system's,
-	// for a relay with a certificate from an internal CA.
+	// for a relay with a certificate from an internal CA. Configuration file
+	// only (see ValidateForAPI).
 	CAFile string `json:"caFile,omitempty"`
 }
 
@@ -90,12 +93,40 @@ func (c *Config) Validate() error {
 		return errors.New("smtp.password: is set but smtp.username is not")
 	case cfg.Username != "" && cfg.Password == "":
 		return errors.New("smtp.password: is required with smtp.username")
+	case cfg.Port == implicitTLSPort && cfg.TLS != TLSMandatory:
+		return errors.New("smtp.port: 465 speaks TLS from the first byte; use tls: mandatory")
+	case cfg.Username != "" && cfg.TLS != TLSMandatory && !httpchannel.IsLoopback(cfg.Host):
+		return errors.New(authNeedsTLS)
 	case !validAddress(cfg.From):
 		return errors.New("smtp.from: must be an e-mail address")
 	case cfg.ReplyTo != "" && !validAddress(cfg.ReplyTo):
 		return errors.New("smtp.replyTo: must be an e-mail address")
 	case cfg.Timeout < 0:
 		return errors.New("smtp.timeout: must be positive")
+	}
+	return nil
+}
+
+// authNeedsTLS refuses SMTP AUTH over a connection that may be plain.
+const authNeedsTLS = "smtp.tls: must be mandatory when username is set, so the credentials never cross the network in clear (a loopback relay may use none)"
+
+// ValidateForAPI is Validate with the rules for a channel saved through the
+// management API rather than the configuration file: no caFile (a path on
+// this machine, which the API's caller has no business naming), and a
+// host that is neither this machine nor a link-local address (the cloud
+// metadata service), so the exception Validate makes for authenticating
+// to a loopback relay without TLS does not arise. New with
+// RestrictDestinations enforces the address rule when it connects,
+// whatever the name resolves to.
+func (c *Config) ValidateForAPI() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.CAFile != "":
+		return errors.New("smtp.caFile: is for the configuration file only")
+	case !httpchannel.AllowedHost(c.Host):
+		return errors.New("smtp.host: must not be this machine or a link-local address")
 	}
 	return nil
 }
@@ -119,12 +150,25 @@ func WithRootCAs(pool *x509.CertPool) Option {
 	return func(s *Sender) { s.tls.RootCAs = pool }
 }
 
+// RestrictDestinations makes the Sender refuse to connect to this machine,
+// to link-local addresses (the cloud metadata service) and to the
+// unspecified address (httpchannel.AllowedAddr), checked on the address
+// dialled so that DNS cannot get around it. A refused send fails
+// delivery.Misconfigured with the reason "destination not allowed". Use
+// it, with Config.ValidateForAPI, for a channel saved through the
+// management API.
+func RestrictDestinations() Option {
+	return func(s *Sender) { s.restrict = true }
+}
+
 // Sender sends e-mail through one SMTP server. It is safe for concurrent
 // use: every Send opens its own connection.
 type Sender struct {
 	cfg         Config
 	tls         *tls.Config
 	implicitTLS bool
+	// restrict refuses the addresses httpchannel.AllowedAddr refuses.
+	restrict bool
 	// msgIDDomain is the From address's domain, for Message-IDs.
 	msgIDDomain string
 }
@@ -155,17 +199,31 @@ func New(cfg Config, opts ...Option) (*Sender, error) {
 	return s, nil
 }
 
+// loadCAFile reads the PEM file of CAs to trust. Its errors name the field
+// ("smtp.caFile: ...") and wrap a delivery.Misconfigured with the reason
+// "tls ca file", for a caller that reports a channel it cannot build.
 func loadCAFile(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("smtp.caFile: %w", err)
+		return nil, &configError{msg: "smtp.caFile: " + err.Error(), err: delivery.Misconfigured("tls ca file", err)}
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("smtp.caFile: holds no PEM certificate")
+		return nil, &configError{msg: "smtp.caFile: holds no PEM certificate",
+			err: delivery.Misconfigured("tls ca file", nil)}
 	}
 	return pool, nil
 }
+
+// configError is a configuration error that reads as a field's ("smtp.caFile:
+// ...") and unwraps to the *delivery.Error that classifies it.
+type configError struct {
+	msg string
+	err error
+}
+
+func (e *configError) Error() string { return e.msg }
+func (e *configError) Unwrap() error { return e.err }
 
 // Kind names the channel type.
 func (*Sender) Kind() string { return "smtp" }
@@ -188,7 +246,7 @@ func (s *Sender) Send(ctx context.Context, msg delivery.Message) error {
 	}
 	client, err := gomail.NewClient(s.cfg.Host, s.clientOptions(timeout)...)
 	if err != nil {
-		return delivery.Permanent("bad configuration", nil)
+		return delivery.Misconfigured("bad configuration", nil)
 	}
 	if err := client.DialAndSendWithContext(ctx, m); err != nil {
 		return classify(err)
@@ -201,7 +259,7 @@ func (s *Sender) Send(ctx context.Context, msg delivery.Message) error {
 func (s *Sender) compose(msg delivery.Message) (*gomail.Msg, error) {
 	m := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 	if err := m.From(s.cfg.From); err != nil {
-		return nil, delivery.Permanent("bad configuration", nil)
+		return nil, delivery.Misconfigured("bad configuration", nil)
 	}
 	// go-mail's error quotes the address: keep only the verdict.
 	if err := m.To(msg.Recipient); err != nil {
@@ -209,7 +267,7 @@ func (s *Sender) compose(msg delivery.Message) (*gomail.Msg, error) {
 	}
 	if s.cfg.ReplyTo != "" {
 		if err := m.ReplyTo(s.cfg.ReplyTo); err != nil {
-			return nil, delivery.Permanent("bad configuration", nil)
+			return nil, delivery.Misconfigured("bad configuration", nil)
 		}
 	}
 	m.Subject(msg.Subject)
@@ -237,10 +295,16 @@ func (s *Sender) clientOptions(timeout time.Duration) []gomail.Option {
 		gomail.WithPort(s.cfg.Port),
 		gomail.WithTimeout(timeout),
 		gomail.WithTLSConfig(s.tls),
+		gomail.WithDialContextFunc(s.dial),
 	}
 	switch {
 	case s.implicitTLS:
-		opts = append(opts, gomail.WithSSL())
+		// s.dial has made the TLS handshake. go-mail counts a connection
+		// as encrypted only when it dialled TLS itself (WithSSL) or when
+		// its TLS policy finds the connection to be TLS: the opportunistic
+		// policy does, and does not try STARTTLS, which a server must not
+		// offer over TLS (RFC 3207).
+		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSOpportunistic))
 	case s.cfg.TLS == TLSMandatory:
 		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory))
 	case s.cfg.TLS == TLSOpportunistic:
@@ -257,14 +321,39 @@ func (s *Sender) clientOptions(timeout time.Duration) []gomail.Option {
 	return opts
 }
 
+// dial connects to the server: TCP, and the TLS handshake too on the
+// implicit TLS port. With RestrictDestinations the dialer refuses the
+// addresses httpchannel.AllowedAddr refuses, after name resolution.
+func (s *Sender) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	d := httpchannel.NewDialer(s.restrict)
+	if !s.implicitTLS {
+		return d.DialContext(ctx, network, address)
+	}
+	td := &tls.Dialer{NetDialer: d, Config: s.tls}
+	return td.DialContext(ctx, network, address)
+}
+
 // classify turns a go-mail failure into a *delivery.Error. go-mail's own
 // errors quote the server's replies and the recipients, so only the reply
 // code goes into the reason, and only network and TLS errors (which name
 // the server, not the user) are kept as the cause.
+//
+// A failure that is the channel's own (the credentials, TLS, the sender
+// address, a refused destination) is delivery.Misconfigured; a refusal of
+// the recipient (5xx on RCPT TO, or an address that does not parse) stays
+// plain permanent.
 func classify(err error) error {
+	if httpchannel.IsDestinationNotAllowed(err) {
+		return delivery.Misconfigured("destination not allowed", netCause(err))
+	}
 	var sendErr *gomail.SendError
 	if errors.As(err, &sendErr) {
 		if code := sendErr.ErrorCode(); code != 0 {
+			if sendErr.Reason == gomail.ErrSMTPMailFrom && code >= 500 {
+				// The server refused the configured sender (or the
+				// relay refused us): no recipient can fix that.
+				return delivery.Misconfigured(fmt.Sprintf("smtp %d", code), nil)
+			}
 			return replyError(code)
 		}
 		if sendErr.Reason == gomail.ErrGetSender || sendErr.Reason == gomail.ErrGetRcpts {
@@ -276,12 +365,17 @@ func classify(err error) error {
 		return replyError(reply.Code)
 	}
 	if authUnavailable(err) {
-		return delivery.Permanent("auth unavailable", nil)
+		return delivery.Misconfigured("auth unavailable", nil)
 	}
 	// go-mail has no sentinel for a server without STARTTLS under a
 	// mandatory policy; the test against a server without it guards this.
 	if strings.Contains(err.Error(), "does not support STARTTLS") {
-		return delivery.Permanent("tls unavailable", nil)
+		return delivery.Misconfigured("tls unavailable", nil)
+	}
+	// A certificate that does not verify will not verify on the next
+	// attempt either: the relay's certificate, or the trust, is wrong.
+	if certErr := certificateFailure(err); certErr != nil {
+		return delivery.Misconfigured("tls certificate", certErr)
 	}
 	if tlsErr := tlsFailure(err); tlsErr != nil {
 		return delivery.Transient("tls handshake failed", tlsErr)
@@ -293,10 +387,16 @@ func classify(err error) error {
 	return delivery.Transient("connection failed", netCause(err))
 }
 
-// replyError classifies an SMTP reply code: 5xx will fail again, 4xx may not.
+// replyError classifies an SMTP reply code: 5xx will fail again, 4xx may
+// not. The 5xx replies about authentication are the channel's fault: 530
+// (authentication required), 534 (mechanism too weak), 535 (credentials
+// invalid), 538 (encryption required for the mechanism).
 func replyError(code int) error {
 	reason := fmt.Sprintf("smtp %d", code)
-	if code >= 500 {
+	switch {
+	case code == 530 || code == 534 || code == 535 || code == 538:
+		return delivery.Misconfigured(reason, nil)
+	case code >= 500:
 		return delivery.Permanent(reason, nil)
 	}
 	return delivery.Transient(reason, nil)
@@ -312,15 +412,15 @@ func authUnavailable(err error) bool {
 	return strings.Contains(err.Error(), "does not support SMTP AUTH")
 }
 
-// tlsFailure finds a TLS handshake or certificate error in err's chain.
-func tlsFailure(err error) error {
+// certificateFailure finds a certificate verification error (unknown
+// authority, wrong host name, expired or otherwise invalid) in err's
+// chain.
+func certificateFailure(err error) error {
 	var (
 		verifyErr  *tls.CertificateVerificationError
 		unknownCA  x509.UnknownAuthorityError
 		hostErr    x509.HostnameError
 		invalidErr x509.CertificateInvalidError
-		recordErr  tls.RecordHeaderError
-		alertErr   tls.AlertError
 	)
 	switch {
 	case errors.As(err, &verifyErr):
@@ -331,6 +431,18 @@ func tlsFailure(err error) error {
 		return hostErr
 	case errors.As(err, &invalidErr):
 		return invalidErr
+	}
+	return nil
+}
+
+// tlsFailure finds another TLS handshake error in err's chain: one that
+// may pass on another attempt.
+func tlsFailure(err error) error {
+	var (
+		recordErr tls.RecordHeaderError
+		alertErr  tls.AlertError
+	)
+	switch {
 	case errors.As(err, &recordErr):
 		return recordErr
 	case errors.As(err, &alertErr):

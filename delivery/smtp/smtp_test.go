@@ -147,8 +147,8 @@ func TestSendAuthenticates(t *testing.T) {
 
 	cfg.Password = "wrong-password"
 	err := newSender(t, cfg, WithRootCAs(ts.CertPool)).Send(context.Background(), testMessage())
-	if !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "smtp 535" {
-		t.Fatalf("wrong password: err = %v, want permanent smtp 535", err)
+	if !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "smtp 535" {
+		t.Fatalf("wrong password: err = %v, want misconfigured smtp 535", err)
 	}
 	if strings.Contains(err.Error(), "wrong-password") {
 		t.Fatalf("error reveals the password: %v", err)
@@ -160,8 +160,8 @@ func TestSendNeverAuthenticatesInClear(t *testing.T) {
 	cfg := config(ts.Port, TLSNone)
 	cfg.Username, cfg.Password = "relay-user", "s3cret-pass"
 	err := newSender(t, cfg).Send(context.Background(), testMessage())
-	if !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "auth unavailable" {
-		t.Fatalf("err = %v, want permanent auth unavailable", err)
+	if !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "auth unavailable" {
+		t.Fatalf("err = %v, want misconfigured auth unavailable", err)
 	}
 	if ts.AuthTries() != 0 {
 		t.Fatal("the password was sent over a plain connection")
@@ -176,16 +176,26 @@ func TestSendTLSPolicies(t *testing.T) {
 		trust      bool
 		implicit   bool
 		wantTLS    bool
+		serverName string // the name the certificate must hold, when not the host
 		wantReason string // "" for success
 		permanent  bool
+		misconfig  bool
 	}{
 		{name: "opportunistic upgrades", server: smtptest.Options{StartTLS: true}, policy: TLSOpportunistic, trust: true, wantTLS: true},
 		{name: "opportunistic without STARTTLS", policy: TLSOpportunistic},
 		{name: "mandatory upgrades", server: smtptest.Options{StartTLS: true}, policy: TLSMandatory, trust: true, wantTLS: true},
-		{name: "mandatory without STARTTLS", policy: TLSMandatory, wantReason: "tls unavailable", permanent: true},
+		{name: "mandatory without STARTTLS", policy: TLSMandatory, wantReason: "tls unavailable", permanent: true, misconfig: true},
 		{name: "mandatory, untrusted certificate", server: smtptest.Options{StartTLS: true}, policy: TLSMandatory,
-			wantReason: "tls handshake failed"},
+			wantReason: "tls certificate", permanent: true, misconfig: true},
+		{name: "mandatory, certificate for another host", server: smtptest.Options{StartTLS: true}, policy: TLSMandatory, trust: true,
+			serverName: "relay.example.org", wantReason: "tls certificate", permanent: true, misconfig: true},
+		{name: "opportunistic, untrusted certificate", server: smtptest.Options{StartTLS: true}, policy: TLSOpportunistic,
+			wantReason: "tls certificate", permanent: true, misconfig: true},
 		{name: "implicit TLS", server: smtptest.Options{ImplicitTLS: true}, policy: TLSMandatory, trust: true, implicit: true, wantTLS: true},
+		{name: "implicit TLS, untrusted certificate", server: smtptest.Options{ImplicitTLS: true}, policy: TLSMandatory, implicit: true,
+			wantReason: "tls certificate", permanent: true, misconfig: true},
+		{name: "implicit TLS to a plain server", policy: TLSMandatory, trust: true, implicit: true,
+			wantReason: "tls handshake failed"},
 		{name: "none ignores STARTTLS", server: smtptest.Options{StartTLS: true}, policy: TLSNone},
 	}
 	for _, tc := range tests {
@@ -198,10 +208,14 @@ func TestSendTLSPolicies(t *testing.T) {
 			s := newSender(t, config(ts.Port, tc.policy), opts...)
 			// The implicit TLS port is 465, which a test cannot listen on.
 			s.implicitTLS = tc.implicit
+			if tc.serverName != "" {
+				s.tls.ServerName = tc.serverName
+			}
 			err := s.Send(context.Background(), testMessage())
 			if tc.wantReason != "" {
-				if delivery.ReasonOf(err) != tc.wantReason || delivery.IsPermanent(err) != tc.permanent {
-					t.Fatalf("err = %v, want %s (permanent %v)", err, tc.wantReason, tc.permanent)
+				if delivery.ReasonOf(err) != tc.wantReason || delivery.IsPermanent(err) != tc.permanent ||
+					delivery.IsMisconfigured(err) != tc.misconfig {
+					t.Fatalf("err = %v, want %s (permanent %v, misconfigured %v)", err, tc.wantReason, tc.permanent, tc.misconfig)
 				}
 				if len(ts.Mails()) != 0 {
 					t.Fatal("a message was delivered anyway")
@@ -236,18 +250,28 @@ func TestSendClassifiesReplies(t *testing.T) {
 		rcptErr   error
 		reason    string
 		permanent bool
+		misconfig bool
 	}{
 		{"mailbox unavailable", &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1},
-			Message: "<" + recipient + ">: mailbox unavailable"}, "smtp 550", true},
+			Message: "<" + recipient + ">: mailbox unavailable"}, "smtp 550", true, false},
+		{"user not local", &gosmtp.SMTPError{Code: 551, EnhancedCode: gosmtp.EnhancedCode{5, 1, 6},
+			Message: "<" + recipient + ">: user not local"}, "smtp 551", true, false},
+		{"mailbox name not allowed", &gosmtp.SMTPError{Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3},
+			Message: "<" + recipient + ">: bad address syntax"}, "smtp 553", true, false},
+		{"syntax error in address", &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3},
+			Message: "<" + recipient + ">: syntax"}, "smtp 501", true, false},
+		{"authentication required", &gosmtp.SMTPError{Code: 530, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0},
+			Message: "authentication required"}, "smtp 530", true, true},
 		{"try again later", &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
-			Message: "<" + recipient + ">: greylisted"}, "smtp 451", false},
+			Message: "<" + recipient + ">: greylisted"}, "smtp 451", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := smtptest.Start(t, smtptest.Options{RcptError: tc.rcptErr})
 			err := newSender(t, config(ts.Port, TLSNone)).Send(context.Background(), testMessage())
-			if delivery.ReasonOf(err) != tc.reason || delivery.IsPermanent(err) != tc.permanent {
-				t.Fatalf("err = %v, want %s (permanent %v)", err, tc.reason, tc.permanent)
+			if delivery.ReasonOf(err) != tc.reason || delivery.IsPermanent(err) != tc.permanent ||
+				delivery.IsMisconfigured(err) != tc.misconfig {
+				t.Fatalf("err = %v, want %s (permanent %v, misconfigured %v)", err, tc.reason, tc.permanent, tc.misconfig)
 			}
 		})
 	}
@@ -258,7 +282,7 @@ func TestSendBadRecipientIsPermanent(t *testing.T) {
 	msg.Recipient = "jane.doe at example.com"
 	// No server: the address is refused before any connection.
 	err := newSender(t, config(1, TLSNone)).Send(context.Background(), msg)
-	if !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "bad address" {
+	if !delivery.IsPermanent(err) || delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "bad address" {
 		t.Fatalf("err = %v, want permanent bad address", err)
 	}
 }
@@ -316,6 +340,17 @@ func TestSendTimesOut(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > 2*time.Second {
 		t.Errorf("took %v with a 300ms timeout", elapsed)
 	}
+	if err == nil || delivery.IsPermanent(err) || delivery.ReasonOf(err) != "timeout" {
+		t.Fatalf("err = %v, want transient timeout", err)
+	}
+}
+
+func TestSendTLSHandshakeTimeoutIsTransient(t *testing.T) {
+	cfg := config(silentListener(t), TLSMandatory)
+	cfg.Timeout = delivery.Duration(300 * time.Millisecond)
+	s := newSender(t, cfg)
+	s.implicitTLS = true // the handshake is the first thing said, and never answered
+	err := s.Send(context.Background(), testMessage())
 	if err == nil || delivery.IsPermanent(err) || delivery.ReasonOf(err) != "timeout" {
 		t.Fatalf("err = %v, want transient timeout", err)
 	}
@@ -381,9 +416,24 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"minimal", func(*Config) {}, ""},
 		{"full", func(c *Config) {
-			c.TLS, c.Username, c.Password, c.ReplyTo = TLSOpportunistic, "u", "p", "Help <help@example.org>"
+			c.TLS, c.Username, c.Password, c.ReplyTo = TLSMandatory, "u", "p", "Help <help@example.org>"
 			c.Timeout = delivery.Duration(time.Second)
+			c.CAFile = "/etc/enrollflow/relay-ca.pem" // read by New, not Validate
 		}, ""},
+		{"opportunistic without auth", func(c *Config) { c.TLS = TLSOpportunistic }, ""},
+		{"auth with tls opportunistic", func(c *Config) { c.TLS, c.Username, c.Password = TLSOpportunistic, "u", "p" }, "smtp.tls"},
+		{"auth with tls none", func(c *Config) { c.TLS, c.Username, c.Password = TLSNone, "u", "p" }, "smtp.tls"},
+		{"auth with tls none on a private address", func(c *Config) { c.Host, c.TLS, c.Username, c.Password = "10.0.0.25", TLSNone, "u", "p" }, "smtp.tls"},
+		{"auth with tls none on 127.0.0.1", func(c *Config) { c.Host, c.TLS, c.Username, c.Password = "127.0.0.1", TLSNone, "u", "p" }, ""},
+		{"auth with tls none on localhost", func(c *Config) { c.Host, c.TLS, c.Username, c.Password = "localhost", TLSNone, "u", "p" }, ""},
+		{"auth with tls opportunistic on ::1", func(c *Config) { c.Host, c.TLS, c.Username, c.Password = "::1", TLSOpportunistic, "u", "p" }, ""},
+		{"auth on a localhost lookalike", func(c *Config) {
+			c.Host, c.TLS, c.Username, c.Password = "localhost.example.org", TLSNone, "u", "p"
+		}, "smtp.tls"},
+		{"port 465", func(c *Config) { c.Port = 465 }, ""},
+		{"port 465, mandatory", func(c *Config) { c.Port, c.TLS = 465, TLSMandatory }, ""},
+		{"port 465, opportunistic", func(c *Config) { c.Port, c.TLS = 465, TLSOpportunistic }, "smtp.port"},
+		{"port 465, none", func(c *Config) { c.Port, c.TLS = 465, TLSNone }, "smtp.port"},
 		{"tls none", func(c *Config) { c.TLS = TLSNone }, ""},
 		{"ipv6 host", func(c *Config) { c.Host = "::1" }, ""},
 		{"no host", func(c *Config) { c.Host = " " }, "smtp.host"},
@@ -427,8 +477,12 @@ func TestNewRejectsBadCAFile(t *testing.T) {
 	for _, path := range []string{filepath.Join(dir, "missing.pem"), notPEM} {
 		cfg := config(25, TLSMandatory)
 		cfg.CAFile = path
-		if _, err := New(cfg); err == nil || !strings.HasPrefix(err.Error(), "smtp.caFile:") {
+		_, err := New(cfg)
+		if err == nil || !strings.HasPrefix(err.Error(), "smtp.caFile:") {
 			t.Errorf("%s: err = %v", filepath.Base(path), err)
+		}
+		if !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "tls ca file" {
+			t.Errorf("%s: err = %v, want it to be misconfigured tls ca file", filepath.Base(path), err)
 		}
 	}
 }

@@ -38,9 +38,11 @@ var (
 // Config is a Twilio channel's settings.
 type Config struct {
 	AccountSID string `json:"accountSid"`
-	AuthToken  string `json:"authToken"`
+	AuthToken  string `json:"authToken,omitempty"`
 	// From is the caller id for calls, and the SMS sender unless
-	// MessagingServiceSID is set; E.164 ("+15551234567").
+	// MessagingServiceSID is set; E.164 ("+15551234567"). It may be left
+	// empty when MessagingServiceSID is set, for a channel that only
+	// sends SMS: a call then fails delivery.Misconfigured "no caller id".
 	From string `json:"from"`
 	// MessagingServiceSID, when set, sends SMS through that messaging
 	// service (which picks the sender) instead of From.
@@ -76,7 +78,9 @@ func (c *Config) Validate() error {
 		return errors.New("twilio.accountSid: must be AC and 32 hex digits")
 	case cfg.AuthToken == "":
 		return errors.New("twilio.authToken: is required")
-	case !e164.MatchString(cfg.From):
+	case cfg.From == "" && cfg.MessagingServiceSID == "":
+		return errors.New("twilio.from: is required unless twilio.messagingServiceSid is set (calls always need it)")
+	case cfg.From != "" && !e164.MatchString(cfg.From):
 		return errors.New("twilio.from: must be a phone number in E.164 form (+ and 7-15 digits); calls need it")
 	case cfg.MessagingServiceSID != "" && !serviceSIDPattern.MatchString(cfg.MessagingServiceSID):
 		return errors.New("twilio.messagingServiceSid: must be MG and 32 hex digits")
@@ -86,6 +90,26 @@ func (c *Config) Validate() error {
 		return errors.New("twilio.timeout: must be positive")
 	}
 	return validateBaseURL(cfg.BaseURL)
+}
+
+// ValidateForAPI is Validate with the rules for a channel saved through the
+// management API rather than the configuration file: the base URL may not
+// point at this machine or a link-local address (the cloud metadata
+// service), so plain http, which Validate allows on a loopback host only,
+// is refused altogether. New with RestrictDestinations enforces the same
+// when it connects, whatever the name resolves to.
+func (c *Config) ValidateForAPI() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	u, _ := httpchannel.ParseAbsolute(c.withDefaults().BaseURL) // Validate accepted it
+	switch {
+	case u.Scheme == "http":
+		return errors.New("twilio.baseUrl: http is allowed on a loopback host only in the configuration file")
+	case !httpchannel.AllowedHost(u.Hostname()):
+		return errors.New("twilio.baseUrl: must not be this machine or a link-local address")
+	}
+	return nil
 }
 
 // validateBaseURL applies httpchannel's URL rules to the API's address,
@@ -112,8 +136,20 @@ type Sender struct {
 	client      *http.Client
 }
 
+// Option adjusts a Sender; httpchannel's options apply.
+type Option = httpchannel.Option
+
+// RestrictDestinations makes the Sender refuse to connect to this machine,
+// to link-local addresses (the cloud metadata service) and to the
+// unspecified address, checked on the address dialled so that DNS cannot
+// get around it, and ignore any HTTP proxy from the environment. A refused
+// send fails delivery.Misconfigured with the reason "destination not
+// allowed". Use it, with Config.ValidateForAPI, for a channel saved
+// through the management API.
+func RestrictDestinations() Option { return httpchannel.RestrictDestinations() }
+
 // New validates cfg and builds its Sender.
-func New(cfg Config) (*Sender, error) {
+func New(cfg Config, opts ...Option) (*Sender, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -123,7 +159,7 @@ func New(cfg Config) (*Sender, error) {
 		cfg:         cfg,
 		messagesURL: account + "/Messages.json",
 		callsURL:    account + "/Calls.json",
-		client:      httpchannel.NewClient(time.Duration(cfg.Timeout)),
+		client:      httpchannel.NewClient(time.Duration(cfg.Timeout), opts...),
 	}, nil
 }
 
@@ -132,16 +168,23 @@ func (*Sender) Kind() string { return "twilio" }
 
 // Send texts (SMS) or calls (VOICE) msg.Recipient. Failures are
 // *delivery.Error values whose text holds neither the number nor the
-// message.
+// message. 429, 5xx and network failures are transient; a refusal of the
+// To number (21211, 21614, 21610) is permanent; what the account, token,
+// From number or base URL cause (401, 403, 404, a redirect, and the codes
+// in misconfiguredCode) is delivery.Misconfigured.
 func (s *Sender) Send(ctx context.Context, msg delivery.Message) error {
 	if msg.Method != delivery.SMS && msg.Method != delivery.Voice {
-		return delivery.Permanent("method not supported", nil)
+		return delivery.Misconfigured("method not supported", nil)
 	}
 	if !e164.MatchString(msg.Recipient) {
 		return delivery.Permanent("bad address", nil)
 	}
 	form := url.Values{"To": {msg.Recipient}}
 	if msg.Method == delivery.Voice {
+		if s.cfg.From == "" {
+			// A messaging service only sends SMS; a call needs a number.
+			return delivery.Misconfigured("no caller id", nil)
+		}
 		twiml, err := sayTwiML(msg.Body, msg.Locale, s.cfg.Voice)
 		if err != nil {
 			return delivery.Permanent("bad message", nil)
@@ -163,7 +206,7 @@ func (s *Sender) Send(ctx context.Context, msg delivery.Message) error {
 func (s *Sender) post(ctx context.Context, endpoint string, form url.Values) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return delivery.Permanent("bad configuration", nil)
+		return delivery.Misconfigured("bad configuration", nil)
 	}
 	req.SetBasicAuth(s.cfg.AccountSID, s.cfg.AuthToken)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -174,7 +217,28 @@ func (s *Sender) post(ctx context.Context, endpoint string, form url.Values) err
 		return httpchannel.TransportError(err)
 	}
 	defer httpchannel.DrainAndClose(resp.Body)
-	return httpchannel.StatusError(resp, time.Now(), failureReason)
+	var code int
+	err = httpchannel.StatusError(resp, time.Now(), func(resp *http.Response) string {
+		code = errorCode(resp)
+		return failureReason(resp.StatusCode, code)
+	})
+	if misconfiguredCode[code] && delivery.IsPermanent(err) && !delivery.IsMisconfigured(err) {
+		return delivery.Misconfigured(delivery.ReasonOf(err), nil)
+	}
+	return err
+}
+
+// misconfiguredCode holds the Twilio error codes that are the channel's
+// fault, not the recipient's, whatever the HTTP status they come with:
+// the account or token (20003), the account or resource (20404), and a
+// From number that cannot send (21606: not an SMS-capable number of the
+// account; 21212: invalid; 21659: not owned by the account).
+var misconfiguredCode = map[int]bool{
+	20003: true,
+	20404: true,
+	21212: true,
+	21606: true,
+	21659: true,
 }
 
 // twiml is the call script: read the message once. The message text
@@ -203,14 +267,23 @@ type apiError struct {
 	Code int `json:"code"`
 }
 
-// failureReason is the reason of a failed reply (httpchannel.StatusError
-// makes 429 and 5xx transient, other failures permanent): the status and
-// Twilio's error code from the body, as in "twilio 400 code 21211".
-func failureReason(resp *http.Response) string {
-	reason := "twilio " + strconv.Itoa(resp.StatusCode)
+// errorCode is Twilio's error code from the body of a failed reply, or 0
+// when there is none.
+func errorCode(resp *http.Response) int {
 	var body apiError
 	if json.NewDecoder(io.LimitReader(resp.Body, httpchannel.ReadLimit)).Decode(&body) == nil && body.Code > 0 {
-		reason += fmt.Sprintf(" code %d", body.Code)
+		return body.Code
+	}
+	return 0
+}
+
+// failureReason is the reason of a failed reply (httpchannel.StatusError
+// makes 429 and 5xx transient, other failures permanent): the status and
+// Twilio's error code, when there is one, as in "twilio 400 code 21211".
+func failureReason(status, code int) string {
+	reason := "twilio " + strconv.Itoa(status)
+	if code > 0 {
+		reason += fmt.Sprintf(" code %d", code)
 	}
 	return reason
 }

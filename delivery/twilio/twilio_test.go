@@ -218,12 +218,12 @@ func TestSendRefusesEmailAndBadNumbers(t *testing.T) {
 	s := newSender(t, config(f.URL))
 	email := smsMessage()
 	email.Method, email.Recipient = delivery.Email, "jane@example.com"
-	if err := s.Send(context.Background(), email); !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "method not supported" {
+	if err := s.Send(context.Background(), email); !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "method not supported" {
 		t.Errorf("e-mail: %v", err)
 	}
 	bad := smsMessage()
 	bad.Recipient = "0034 600 123 456"
-	if err := s.Send(context.Background(), bad); !delivery.IsPermanent(err) || delivery.ReasonOf(err) != "bad address" {
+	if err := s.Send(context.Background(), bad); !delivery.IsPermanent(err) || delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "bad address" {
 		t.Errorf("bad number: %v", err)
 	}
 	if n := len(f.received()); n != 0 {
@@ -240,16 +240,28 @@ func TestSendClassifiesReplies(t *testing.T) {
 		reply      reply
 		reason     string
 		permanent  bool
+		misconfig  bool // the account, token, From number or base URL, not the recipient
 		retryAfter time.Duration
 	}{
-		{"invalid number", reply{status: 400, body: invalidNumber}, "twilio 400 code 21211", true, 0},
+		{"invalid number", reply{status: 400, body: invalidNumber}, "twilio 400 code 21211", true, false, 0},
+		{"not a mobile number", reply{status: 400, body: `{"code": 21614, "status": 400}`}, "twilio 400 code 21614", true, false, 0},
+		{"unsubscribed", reply{status: 400, body: `{"code": 21610, "status": 400}`}, "twilio 400 code 21610", true, false, 0},
+		{"bad request without code", reply{status: 400, body: `{}`}, "twilio 400", true, false, 0},
 		{"bad credentials", reply{status: 401, body: `{"code": 20003, "message": "Authenticate", "status": 401}`},
-			"twilio 401 code 20003", true, 0},
-		{"not json", reply{status: 404, body: "<html>not found</html>"}, "twilio 404", true, 0},
+			"twilio 401 code 20003", true, true, 0},
+		{"authenticate code on 403", reply{status: 403, body: `{"code": 20003, "status": 403}`}, "twilio 403 code 20003", true, true, 0},
+		{"authenticate code on 400", reply{status: 400, body: `{"code": 20003, "status": 400}`}, "twilio 400 code 20003", true, true, 0},
+		{"forbidden", reply{status: 403, body: `{}`}, "twilio 403", true, true, 0},
+		{"not json", reply{status: 404, body: "<html>not found</html>"}, "twilio 404", true, true, 0},
+		{"resource not found", reply{status: 404, body: `{"code": 20404, "status": 404}`}, "twilio 404 code 20404", true, true, 0},
+		{"from not SMS-capable", reply{status: 400, body: `{"code": 21606, "status": 400}`}, "twilio 400 code 21606", true, true, 0},
+		{"from invalid", reply{status: 400, body: `{"code": 21212, "status": 400}`}, "twilio 400 code 21212", true, true, 0},
+		{"from not owned", reply{status: 400, body: `{"code": 21659, "status": 400}`}, "twilio 400 code 21659", true, true, 0},
 		{"rate limited", reply{status: 429, body: `{"code": 20429, "status": 429}`, header: map[string]string{"Retry-After": "3"}},
-			"twilio 429 code 20429", false, 3 * time.Second},
-		{"unavailable", reply{status: 503}, "twilio 503", false, 0},
-		{"redirect", reply{status: 301, header: map[string]string{"Location": "/elsewhere"}}, "twilio 301", true, 0},
+			"twilio 429 code 20429", false, false, 3 * time.Second},
+		{"unavailable", reply{status: 503}, "twilio 503", false, false, 0},
+		{"unavailable with a configuration code", reply{status: 503, body: `{"code": 20003}`}, "twilio 503 code 20003", false, false, 0},
+		{"redirect", reply{status: 301, header: map[string]string{"Location": "/elsewhere"}}, "twilio 301", true, true, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,6 +270,9 @@ func TestSendClassifiesReplies(t *testing.T) {
 			var e *delivery.Error
 			if !errors.As(err, &e) || e.Reason != tc.reason || e.Permanent != tc.permanent || e.RetryAfter != tc.retryAfter {
 				t.Fatalf("err = %#v, want %s permanent %v retry after %v", err, tc.reason, tc.permanent, tc.retryAfter)
+			}
+			if delivery.IsMisconfigured(err) != tc.misconfig {
+				t.Errorf("misconfigured = %v, want %v", !tc.misconfig, tc.misconfig)
 			}
 			if n := len(f.received()); n != 1 {
 				t.Fatalf("%d requests, want 1", n)
@@ -369,6 +384,8 @@ func TestConfigValidate(t *testing.T) {
 		{"account not hex", func(c *twilio.Config) { c.AccountSID = "AC0123456789abcdef0123456789abcdez" }, "twilio.accountSid"},
 		{"no token", func(c *twilio.Config) { c.AuthToken = "" }, "twilio.authToken"},
 		{"no from", func(c *twilio.Config) { c.From = "" }, "twilio.from"},
+		{"no from with a messaging service", func(c *twilio.Config) { c.From, c.MessagingServiceSID = "", serviceSID }, ""},
+		{"bad from with a messaging service", func(c *twilio.Config) { c.From, c.MessagingServiceSID = "5550001111", serviceSID }, "twilio.from"},
 		{"from without plus", func(c *twilio.Config) { c.From = "15550001111" }, "twilio.from"},
 		{"from too short", func(c *twilio.Config) { c.From = "+12345" }, "twilio.from"},
 		{"from too long", func(c *twilio.Config) { c.From = "+1234567890123456" }, "twilio.from"},
@@ -416,5 +433,94 @@ func TestConfigJSONAndKind(t *testing.T) {
 	}
 	if s := newSender(t, twilio.Config{AccountSID: accountSID, AuthToken: authToken, From: from}); s.Kind() != "twilio" {
 		t.Fatalf("Kind = %q", s.Kind())
+	}
+}
+
+func TestSendWithoutFrom(t *testing.T) {
+	f := newFake(t)
+	cfg := config(f.URL)
+	cfg.From, cfg.MessagingServiceSID = "", serviceSID
+	s := newSender(t, cfg)
+	if err := s.Send(context.Background(), smsMessage()); err != nil {
+		t.Fatalf("SMS through the messaging service: %v", err)
+	}
+	checkForm(t, f.received()[0].form, map[string]string{"To": recipient, "MessagingServiceSid": serviceSID, "Body": smsMessage().Body})
+	err := delivery.Retrying(s, fastRetry).Send(context.Background(), voiceMessage())
+	if !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "no caller id" || delivery.AttemptsOf(err) != 1 {
+		t.Fatalf("voice without from: err = %v (attempts %d), want misconfigured no caller id", err, delivery.AttemptsOf(err))
+	}
+	if n := len(f.received()); n != 1 {
+		t.Fatalf("%d requests, want only the SMS", n)
+	}
+}
+
+func TestConfigValidateForAPI(t *testing.T) {
+	tests := []struct {
+		name, baseURL, want string // want "" when valid
+	}{
+		{"default", "", ""},
+		{"https proxy", "https://twilio-proxy.example.com/api", ""},
+		{"http on loopback", "http://127.0.0.1:8080", "twilio.baseUrl: http is allowed on a loopback host only in the configuration file"},
+		{"http on localhost", "http://localhost:8080", "twilio.baseUrl: http is allowed on a loopback host only in the configuration file"},
+		{"https on loopback", "https://localhost:8443", "twilio.baseUrl: must not be this machine or a link-local address"},
+		{"metadata", "https://169.254.169.254", "twilio.baseUrl: must not be this machine or a link-local address"},
+		{"link-local v6", "https://[fe80::1]", "twilio.baseUrl: must not be this machine or a link-local address"},
+		{"http elsewhere", "http://api.twilio.com", "twilio.baseUrl: must use https (http only on a loopback host)"},
+	}
+	for _, tc := range tests {
+		cfg := config(tc.baseURL)
+		err := cfg.ValidateForAPI()
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	cfg := config("http://127.0.0.1:8080")
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate (configuration file): %v", err)
+	}
+	cfg = config("")
+	cfg.AuthToken = ""
+	if err := cfg.ValidateForAPI(); err == nil || !strings.HasPrefix(err.Error(), "twilio.authToken:") {
+		t.Errorf("no token: err = %v", err)
+	}
+}
+
+func TestSendRestrictedRefusesThisMachine(t *testing.T) {
+	f := newFake(t)
+	s, err := twilio.New(config(f.URL), twilio.RestrictDestinations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range []delivery.Message{smsMessage(), voiceMessage()} {
+		err := delivery.Retrying(s, fastRetry).Send(context.Background(), msg)
+		if !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "destination not allowed" || delivery.AttemptsOf(err) != 1 {
+			t.Errorf("%s: err = %v (attempts %d), want misconfigured destination not allowed", msg.Method, err, delivery.AttemptsOf(err))
+		}
+		if strings.Contains(err.Error(), accountSID) || strings.Contains(err.Error(), authToken) {
+			t.Errorf("%s: error %q reveals the account", msg.Method, err)
+		}
+	}
+	if n := len(f.received()); n != 0 {
+		t.Fatalf("%d requests reached this machine", n)
+	}
+}
+
+func TestConfigJSONOmitsEmptyAuthToken(t *testing.T) {
+	out, err := json.Marshal(twilio.Config{AccountSID: accountSID, From: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "authToken") {
+		t.Errorf("JSON %s shows the (redacted) auth token", out)
+	}
+	out, _ = json.Marshal(config(""))
+	if !strings.Contains(string(out), `"authToken":"`+authToken+`"`) {
+		t.Errorf("JSON %s lost the auth token", out)
 	}
 }

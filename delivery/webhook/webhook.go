@@ -52,7 +52,7 @@ type Config struct {
 	// development.
 	URL string `json:"url"`
 	// Secret keys the HMAC signature; at least 16 bytes.
-	Secret string `json:"secret"`
+	Secret string `json:"secret,omitempty"`
 	// Headers are added to every request (an API key for the gateway, say).
 	Headers map[string]string `json:"headers,omitempty"`
 	// Timeout bounds one request (DefaultTimeout when zero).
@@ -85,14 +85,48 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("webhook.headers: %s is set by enrollflow", reserved)
 			}
 		}
-		if strings.ContainsAny(value, "\r\n\x00") {
-			return fmt.Errorf("webhook.headers: the value of %s holds a line break", name)
+		if !validFieldValue(value) {
+			// The name is a token (checked above), safe to repeat; the
+			// value is never quoted.
+			return fmt.Errorf("webhook.headers.%s: must be a valid HTTP field value (no control characters but tab)", name)
 		}
 	}
 	if c.Timeout < 0 {
 		return errors.New("webhook.timeout: must be positive")
 	}
 	return nil
+}
+
+// ValidateForAPI is Validate with the rules for a channel saved through the
+// management API rather than the configuration file: the URL may not
+// point at this machine or a link-local address (the cloud metadata
+// service), so plain http, which Validate allows on a loopback host only,
+// is refused altogether. New with RestrictDestinations enforces the same
+// when it connects, whatever the name resolves to.
+func (c *Config) ValidateForAPI() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	u, _ := httpchannel.ParseAbsolute(c.URL) // Validate accepted it
+	switch {
+	case u.Scheme == "http":
+		return errors.New("webhook.url: http is allowed on a loopback host only in the configuration file")
+	case !httpchannel.AllowedHost(u.Hostname()):
+		return errors.New("webhook.url: must not be this machine or a link-local address")
+	}
+	return nil
+}
+
+// validFieldValue reports whether v can be sent as an HTTP field value
+// (RFC 9110 section 5.5): no control character but horizontal tab, and no
+// DEL. Bytes from 0x80 up (obs-text, or UTF-8) pass, as net/http lets them.
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // validateURL applies httpchannel's URL rules to the webhook's URL; a query
@@ -140,8 +174,20 @@ type Sender struct {
 	client  *http.Client
 }
 
+// Option adjusts a Sender; httpchannel's options apply.
+type Option = httpchannel.Option
+
+// RestrictDestinations makes the Sender refuse to connect to this machine,
+// to link-local addresses (the cloud metadata service) and to the
+// unspecified address, checked on the address dialled so that DNS cannot
+// get around it, and ignore any HTTP proxy from the environment. A refused
+// send fails delivery.Misconfigured with the reason "destination not
+// allowed". Use it, with Config.ValidateForAPI, for a channel saved
+// through the management API.
+func RestrictDestinations() Option { return httpchannel.RestrictDestinations() }
+
 // New validates cfg and builds its Sender.
-func New(cfg Config) (*Sender, error) {
+func New(cfg Config, opts ...Option) (*Sender, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -157,8 +203,9 @@ func New(cfg Config) (*Sender, error) {
 		url:     cfg.URL,
 		secret:  []byte(cfg.Secret),
 		headers: headers,
-		// A redirect is refused, and reported as the permanent 3xx it is.
-		client: httpchannel.NewClient(timeout),
+		// A redirect is refused, and reported as the configuration fault
+		// a 3xx is.
+		client: httpchannel.NewClient(timeout, opts...),
 	}, nil
 }
 
@@ -187,12 +234,15 @@ func payloadOf(msg delivery.Message) payload {
 }
 
 // Send posts msg. Failures are *delivery.Error values: 429 and 5xx
-// replies and network failures are transient, other replies permanent.
+// replies and network failures are transient, other replies permanent;
+// of those, a redirect, 401, 403, 404, 405 and 407 are
+// delivery.Misconfigured (see httpchannel.StatusError), while 400, 422 and
+// the rest say the gateway refused the message.
 func (s *Sender) Send(ctx context.Context, msg delivery.Message) error {
 	switch msg.Method {
 	case delivery.SMS, delivery.Voice, delivery.Email:
 	default:
-		return delivery.Permanent("method not supported", nil)
+		return delivery.Misconfigured("method not supported", nil)
 	}
 	body, err := json.Marshal(payloadOf(msg))
 	if err != nil {
@@ -200,7 +250,7 @@ func (s *Sender) Send(ctx context.Context, msg delivery.Message) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {
-		return delivery.Permanent("bad configuration", nil)
+		return delivery.Misconfigured("bad configuration", nil)
 	}
 	req.Header = s.headers.Clone()
 	timestamp := strconv.FormatInt(time.Now().Unix(), 10)

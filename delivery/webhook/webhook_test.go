@@ -203,15 +203,22 @@ func TestSendClassifiesReplies(t *testing.T) {
 		reply      reply
 		reason     string
 		permanent  bool
+		misconfig  bool // the gateway's address or credentials, not the recipient
 		retryAfter time.Duration
 	}{
-		{"bad request", reply{status: 400}, "http 400", true, 0},
-		{"unauthorized", reply{status: 401}, "http 401", true, 0},
-		{"rate limited", reply{status: 429, header: map[string]string{"Retry-After": "7"}}, "http 429", false, 7 * time.Second},
-		{"rate limited without hint", reply{status: 429}, "http 429", false, 0},
-		{"server error", reply{status: 500}, "http 500", false, 0},
-		{"bad gateway", reply{status: 502}, "http 502", false, 0},
-		{"redirect", reply{status: 302, header: map[string]string{"Location": "/elsewhere"}}, "http 302", true, 0},
+		{"bad request", reply{status: 400}, "http 400", true, false, 0},
+		{"unprocessable", reply{status: 422}, "http 422", true, false, 0},
+		{"unauthorized", reply{status: 401}, "http 401", true, true, 0},
+		{"forbidden", reply{status: 403}, "http 403", true, true, 0},
+		{"not found", reply{status: 404}, "http 404", true, true, 0},
+		{"method not allowed", reply{status: 405}, "http 405", true, true, 0},
+		{"proxy auth", reply{status: 407}, "http 407", true, true, 0},
+		{"rate limited", reply{status: 429, header: map[string]string{"Retry-After": "7"}}, "http 429", false, false, 7 * time.Second},
+		{"rate limited without hint", reply{status: 429}, "http 429", false, false, 0},
+		{"server error", reply{status: 500}, "http 500", false, false, 0},
+		{"bad gateway", reply{status: 502}, "http 502", false, false, 0},
+		{"redirect", reply{status: 302, header: map[string]string{"Location": "/elsewhere"}}, "http 302", true, true, 0},
+		{"permanent redirect", reply{status: 308, header: map[string]string{"Location": "/elsewhere"}}, "http 308", true, true, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -220,6 +227,9 @@ func TestSendClassifiesReplies(t *testing.T) {
 			var e *delivery.Error
 			if !errors.As(err, &e) || e.Reason != tc.reason || e.Permanent != tc.permanent || e.RetryAfter != tc.retryAfter {
 				t.Fatalf("err = %#v, want %s permanent %v retry after %v", err, tc.reason, tc.permanent, tc.retryAfter)
+			}
+			if delivery.IsMisconfigured(err) != tc.misconfig {
+				t.Errorf("misconfigured = %v, want %v", !tc.misconfig, tc.misconfig)
 			}
 			if n := len(g.received()); n != 1 {
 				t.Fatalf("%d requests, want 1 (a redirect is not followed)", n)
@@ -298,7 +308,7 @@ func TestErrorsRevealNeitherPasscodeNorRecipient(t *testing.T) {
 	}
 	msg := smsMessage()
 	msg.Method = "PUSH"
-	if err := senders[0].Send(context.Background(), msg); delivery.ReasonOf(err) != "method not supported" {
+	if err := senders[0].Send(context.Background(), msg); delivery.ReasonOf(err) != "method not supported" || !delivery.IsMisconfigured(err) {
 		t.Errorf("unknown method: %v", err)
 	}
 	for i, s := range senders {
@@ -379,7 +389,14 @@ func TestConfigValidate(t *testing.T) {
 		{"short secret", func(c *webhook.Config) { c.Secret = "0123456789abcde" }, "webhook.secret"},
 		{"bad header name", func(c *webhook.Config) { c.Headers = map[string]string{"X Tenant": "a"} }, "webhook.headers"},
 		{"empty header name", func(c *webhook.Config) { c.Headers = map[string]string{"": "a"} }, "webhook.headers"},
-		{"header value with newline", func(c *webhook.Config) { c.Headers = map[string]string{"X-Tenant": "a\r\nX-Evil: 1"} }, "webhook.headers"},
+		{"header value with tab and UTF-8", func(c *webhook.Config) { c.Headers = map[string]string{"X-Tenant": "a\tb ñ €"} }, ""},
+		{"empty header value", func(c *webhook.Config) { c.Headers = map[string]string{"X-Tenant": ""} }, ""},
+		{"header value with newline", func(c *webhook.Config) { c.Headers = map[string]string{"X-Tenant": "a\r\nX-Evil: 1"} }, "webhook.headers.X-Tenant"},
+		{"header value with LF", func(c *webhook.Config) { c.Headers = map[string]string{"X-Tenant": "a\nb"} }, "webhook.headers.X-Tenant"},
+		{"header value with NUL", func(c *webhook.Config) { c.Headers = map[string]string{"X-Tenant": "a\x00"} }, "webhook.headers.X-Tenant"},
+		{"header value with a control", func(c *webhook.Config) { c.Headers = map[string]string{"Authorization": "Bearer \x01x"} }, "webhook.headers.Authorization"},
+		{"header value with ESC", func(c *webhook.Config) { c.Headers = map[string]string{"X-Tenant": "\x1b[2J"} }, "webhook.headers.X-Tenant"},
+		{"header value with DEL", func(c *webhook.Config) { c.Headers = map[string]string{"Authorization": "Bearer x\x7f"} }, "webhook.headers.Authorization"},
 		{"content type", func(c *webhook.Config) { c.Headers = map[string]string{"content-type": "text/plain"} }, "webhook.headers"},
 		{"signature", func(c *webhook.Config) { c.Headers = map[string]string{"X-Enrollflow-Signature": "v1=0"} }, "webhook.headers"},
 		{"timestamp", func(c *webhook.Config) { c.Headers = map[string]string{"X-ENROLLFLOW-TIMESTAMP": "0"} }, "webhook.headers"},
@@ -404,6 +421,11 @@ func TestConfigValidate(t *testing.T) {
 		if strings.Contains(err.Error(), secret[:16]) || strings.Contains(err.Error(), "Bearer") {
 			t.Errorf("%s: error %q quotes a credential", tc.name, err)
 		}
+		for _, value := range cfg.Headers {
+			if len(value) >= 3 && strings.Contains(err.Error(), value) {
+				t.Errorf("%s: error %q quotes a header value", tc.name, err)
+			}
+		}
 		if _, err := webhook.New(cfg); err == nil {
 			t.Errorf("%s: New accepted the configuration", tc.name)
 		}
@@ -423,5 +445,89 @@ func TestConfigJSONAndKind(t *testing.T) {
 	}
 	if s, err := webhook.New(cfg); err != nil || s.Kind() != "webhook" {
 		t.Fatalf("New: %v", err)
+	}
+}
+
+func TestConfigValidateForAPI(t *testing.T) {
+	valid := webhook.Config{URL: "https://gateway.example.com/otp", Secret: secret}
+	tests := []struct {
+		name string
+		url  string
+		want string // "" when valid
+	}{
+		{"https", "https://gateway.example.com/otp", ""},
+		{"https on a private address", "https://10.0.0.7/otp", ""},
+		{"http on localhost", "http://localhost:8080/otp", "webhook.url: http is allowed on a loopback host only in the configuration file"},
+		{"http on 127.0.0.1", "http://127.0.0.1/otp", "webhook.url: http is allowed on a loopback host only in the configuration file"},
+		{"http on ::1", "http://[::1]:9000/otp", "webhook.url: http is allowed on a loopback host only in the configuration file"},
+		{"https on localhost", "https://localhost/otp", "webhook.url: must not be this machine or a link-local address"},
+		{"https on loopback", "https://127.0.0.1:8443/otp", "webhook.url: must not be this machine or a link-local address"},
+		{"metadata", "https://169.254.169.254/latest/meta-data", "webhook.url: must not be this machine or a link-local address"},
+		{"link-local v6", "https://[fe80::1]/otp", "webhook.url: must not be this machine or a link-local address"},
+		{"mapped loopback", "https://[::ffff:127.0.0.1]/otp", "webhook.url: must not be this machine or a link-local address"},
+		{"unspecified", "https://0.0.0.0/otp", "webhook.url: must not be this machine or a link-local address"},
+		{"http elsewhere", "http://gateway.example.com/otp", "webhook.url: must use https (http only on a loopback host)"},
+	}
+	for _, tc := range tests {
+		cfg := valid
+		cfg.URL = tc.url
+		err := cfg.ValidateForAPI()
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	// Validate, for the configuration file, still takes http on loopback.
+	cfg := valid
+	cfg.URL = "http://localhost:8080/otp"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	// ValidateForAPI applies Validate's rules too.
+	cfg = valid
+	cfg.Headers = map[string]string{"X-Tenant": "a\nb"}
+	if err := cfg.ValidateForAPI(); err == nil || !strings.HasPrefix(err.Error(), "webhook.headers.X-Tenant:") {
+		t.Errorf("bad header: err = %v", err)
+	}
+}
+
+func TestSendRestrictedRefusesThisMachine(t *testing.T) {
+	g := newGateway(t)
+	port := g.Listener.Addr().(*net.TCPAddr).Port
+	for _, target := range []string{g.URL + "/otp", "http://localhost:" + strconv.Itoa(port) + "/otp"} {
+		s, err := webhook.New(webhook.Config{URL: target, Secret: secret}, webhook.RestrictDestinations())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = delivery.Retrying(s, fastRetry).Send(context.Background(), smsMessage())
+		if !delivery.IsMisconfigured(err) || delivery.ReasonOf(err) != "destination not allowed" || delivery.AttemptsOf(err) != 1 {
+			t.Errorf("%s: err = %v (attempts %d), want misconfigured destination not allowed, not retried", target, err, delivery.AttemptsOf(err))
+		}
+	}
+	if n := len(g.received()); n != 0 {
+		t.Fatalf("%d requests reached this machine", n)
+	}
+	// Without the option the same gateway is reached.
+	if err := newSender(t, g.URL).Send(context.Background(), smsMessage()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigJSONOmitsEmptySecret(t *testing.T) {
+	out, err := json.Marshal(webhook.Config{URL: "https://gateway.example.com/otp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "secret") {
+		t.Errorf("JSON %s shows the (redacted) secret", out)
+	}
+	out, _ = json.Marshal(webhook.Config{URL: "https://gateway.example.com/otp", Secret: secret})
+	if !strings.Contains(string(out), `"secret":"`+secret+`"`) {
+		t.Errorf("JSON %s lost the secret", out)
 	}
 }

@@ -116,7 +116,7 @@ func New(tb testing.TB, o Options) *API {
 	file = withOutboxChannels(file)
 	outbox := &Outbox{}
 	node, err := app.Build(app.Options{Config: file, Store: o.Store, Outbox: outbox, Secret: Secret, Now: o.Clock.Now,
-		Log: o.Log, DeliveryWait: o.DeliveryWait})
+		Log: o.Log, DeliveryWait: o.DeliveryWait, AllowLocalDestinations: true})
 	if err != nil {
 		tb.Fatalf("build node: %v", err)
 	}

@@ -35,7 +35,11 @@ type Options struct {
 	// dispatch.DefaultBudget.
 	DeliveryBudget time.Duration
 	Observer       dispatch.Observer // delivery outcomes, for metrics; nil: none
-	Log            zerolog.Logger
+	// AllowLocalDestinations lets channels saved through the API reach
+	// this machine (dispatch.Options.AllowLocalDestinations): for tests
+	// whose fake providers listen on 127.0.0.1, never for serve.
+	AllowLocalDestinations bool
+	Log                    zerolog.Logger
 }
 
 // Node is one assembled node.
@@ -69,7 +73,8 @@ func Build(o Options) (*Node, error) {
 		return nil, err
 	}
 	dispatcher, err := dispatch.New(dispatch.Options{Store: o.Store, Sealer: configSealer, Outbox: o.Outbox,
-		Budget: o.DeliveryBudget, Observer: o.Observer, Log: o.Log, Envs: deliveryEnvs})
+		Budget: o.DeliveryBudget, Observer: o.Observer, Log: o.Log, Envs: deliveryEnvs,
+		AllowLocalDestinations: o.AllowLocalDestinations})
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +95,7 @@ func Build(o Options) (*Node, error) {
 
 // warnMissingChannels tells the operator at start-up about a method that a
 // policy lets users enroll but no configured channel delivers: its
-// passcodes fail (DELIVERY_FAILED) until a channel is saved through the API.
+// passcodes fail (DELIVERY_UNAVAILABLE) until a channel is saved through the API.
 func warnMissingChannels(log zerolog.Logger, envs []*engine.Environment, delivery map[string]dispatch.Environment) {
 	for _, env := range envs {
 		for _, t := range []mfa.DeviceType{mfa.Email, mfa.SMS, mfa.Voice} {

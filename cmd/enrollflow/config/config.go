@@ -49,7 +49,7 @@ type Notifications struct {
 	// built-in English ("en" when empty).
 	DefaultLocale string `json:"defaultLocale,omitempty"`
 	// Channels by delivery method: EMAIL, SMS, VOICE. A method without a
-	// channel cannot deliver passcodes (the step shows DELIVERY_FAILED).
+	// channel cannot deliver passcodes (the step shows DELIVERY_UNAVAILABLE).
 	Channels map[delivery.Method]dispatch.Channel `json:"channels,omitempty"`
 	// Templates by name; device_pairing is the one there is.
 	Templates map[string][]templates.Content `json:"templates,omitempty"`
