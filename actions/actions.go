@@ -225,6 +225,25 @@ func checkKeys(tree any, t reflect.Type, path string) error {
 			}
 		}
 	}
+	return checkOwnDecoding(tree, t, path)
+}
+
+var jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
+// checkOwnDecoding runs a type's own UnmarshalJSON (a duration such as
+// "10s", a time) on its part of the tree, so that its error names the field:
+// from json.Unmarshal it would come without a path.
+func checkOwnDecoding(tree any, t reflect.Type, path string) error {
+	if tree == nil || path == "" || !reflect.PointerTo(t).Implements(jsonUnmarshaler) {
+		return nil
+	}
+	raw, err := json.Marshal(tree)
+	if err != nil {
+		return nil
+	}
+	if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(raw); err != nil {
+		return &DecodeError{Field: path, Problem: err.Error()}
+	}
 	return nil
 }
 

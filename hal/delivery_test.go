@@ -391,6 +391,8 @@ func TestChannelManagementAPI(t *testing.T) {
 			http.StatusBadRequest, "INVALID_DATA", detail{Target: "type", Code: "INVALID_VALUE"})
 		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS", `{"type":"twilio","twilio":{"accountSid":"nope","authToken":"x","from":"+15550009999"}}`),
 			http.StatusBadRequest, "INVALID_DATA", detail{Target: "twilio.accountSid", Code: "INVALID_VALUE"})
+		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS", `{"type":"webhook","webhook":{"url":"https://gw.example","secret":"0123456789abcdef0","timeout":"10"}}`),
+			http.StatusBadRequest, "INVALID_DATA", detail{Target: "webhook.timeout"})
 		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS", `{"type":"outbox","credentialEnv":"HOME"}`),
 			http.StatusBadRequest, "INVALID_DATA", detail{Target: "credentialEnv", Code: "INVALID_VALUE"})
 		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS",
