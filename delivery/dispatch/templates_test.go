@@ -68,6 +68,9 @@ func TestUnusableSavedTemplateIsLeftOut(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &fields); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
 		}
+		if fields["audit"] != nil {
+			continue // the saves that set the test up
+		}
 		if fields["level"] != "error" || fields["env"] != envID || fields["error"] == "" {
 			t.Fatalf("log line %s", line)
 		}
