@@ -19,7 +19,7 @@ test: ## the whole suite, with the race detector
 bench: bench-go bench-load ## Go benchmarks of the action path, then full enrollments on memory and Redis
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./engine/... ./steps/... ./hal/... ./store/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./engine/... ./steps/... ./hal/... ./store/... ./delivery/...
 
 bench-load: build
 	./scripts/bench.sh
