@@ -28,15 +28,21 @@ func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	flows, err := s.cfg.Runner.ListFlows(r.Context(), env)
+	writeCollection(s, w, r, "flows", flows, err, func(f *engine.Flow) map[string]any { return s.flowBody(r, env, f) })
+}
+
+// writeCollection answers a list request: the error, or the items rendered
+// by body as a HAL collection called name.
+func writeCollection[T any](s *Server, w http.ResponseWriter, r *http.Request, name string, list []T, err error, body func(T) map[string]any) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	items := make([]map[string]any, 0, len(flows))
-	for _, f := range flows {
-		items = append(items, s.flowBody(r, env, f))
+	items := make([]map[string]any, 0, len(list))
+	for _, x := range list {
+		items = append(items, body(x))
 	}
-	writeJSON(w, http.StatusOK, halJSON, s.collection(r, "flows", items, len(items)))
+	writeJSON(w, http.StatusOK, halJSON, s.collection(r, name, items, len(items)))
 }
 
 // toMap turns a value into its JSON object, for adding _links.

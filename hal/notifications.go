@@ -83,15 +83,7 @@ func (s *Server) listTemplateContents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	entries, err := s.cfg.Dispatcher.TemplateContents(r.Context(), env.ID)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items := make([]map[string]any, 0, len(entries))
-	for _, e := range entries {
-		items = append(items, s.contentBody(r, env, e))
-	}
-	writeJSON(w, http.StatusOK, halJSON, s.collection(r, "contents", items, len(items)))
+	writeCollection(s, w, r, "contents", entries, err, func(e dispatch.TemplateEntry) map[string]any { return s.contentBody(r, env, e) })
 }
 
 // contentKey reads method, locale and variant from the path. A method
@@ -216,15 +208,7 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	entries, err := s.cfg.Dispatcher.Channels(r.Context(), env.ID)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items := make([]map[string]any, 0, len(entries))
-	for _, e := range entries {
-		items = append(items, s.channelBody(r, env, e))
-	}
-	writeJSON(w, http.StatusOK, halJSON, s.collection(r, "channels", items, len(items)))
+	writeCollection(s, w, r, "channels", entries, err, func(e dispatch.ChannelEntry) map[string]any { return s.channelBody(r, env, e) })
 }
 
 // channelMethod reads {method}: EMAIL, SMS or VOICE in any case.
