@@ -31,6 +31,16 @@ func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) {
 	writeCollection(s, w, r, "flows", flows, err, func(f *engine.Flow) map[string]any { return s.flowBody(r, env, f) })
 }
 
+// writeResource answers a read of one resource: the error, or the value
+// rendered by body.
+func writeResource[T any](s *Server, w http.ResponseWriter, r *http.Request, v T, err error, body func(T) map[string]any) {
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, halJSON, body(v))
+}
+
 // writeCollection answers a list request: the error, or the items rendered
 // by body as a HAL collection called name.
 func writeCollection[T any](s *Server, w http.ResponseWriter, r *http.Request, name string, list []T, err error, body func(T) map[string]any) {

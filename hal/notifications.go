@@ -110,14 +110,12 @@ func (s *Server) getTemplateContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key, err := contentKey(r)
-	if err == nil {
-		var e dispatch.TemplateEntry
-		if e, err = s.cfg.Dispatcher.TemplateContent(r.Context(), env.ID, key); err == nil {
-			writeJSON(w, http.StatusOK, halJSON, s.contentBody(r, env, e))
-			return
-		}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	s.writeError(w, r, err)
+	e, err := s.cfg.Dispatcher.TemplateContent(r.Context(), env.ID, key)
+	writeResource(s, w, r, e, err, func(e dispatch.TemplateEntry) map[string]any { return s.contentBody(r, env, e) })
 }
 
 // putTemplateContent creates or replaces the content at the path. The body
@@ -226,14 +224,12 @@ func (s *Server) getChannel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	method, err := channelMethod(r)
-	if err == nil {
-		var e dispatch.ChannelEntry
-		if e, err = s.cfg.Dispatcher.ChannelFor(r.Context(), env.ID, method); err == nil {
-			writeJSON(w, http.StatusOK, halJSON, s.channelBody(r, env, e))
-			return
-		}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	s.writeError(w, r, err)
+	e, err := s.cfg.Dispatcher.ChannelFor(r.Context(), env.ID, method)
+	writeResource(s, w, r, e, err, func(e dispatch.ChannelEntry) map[string]any { return s.channelBody(r, env, e) })
 }
 
 func (s *Server) putChannel(w http.ResponseWriter, r *http.Request) {
