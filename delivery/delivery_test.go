@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/enrollflow/enrollflow/delivery"
-	"github.com/enrollflow/enrollflow/hal/haltest"
 )
 
 func readOutbox(t *testing.T, dir string) (msgs map[string]delivery.Message, others []string) {
@@ -45,8 +44,8 @@ func readOutbox(t *testing.T, dir string) (msgs map[string]delivery.Message, oth
 
 func TestOutboxWritesOneFilePerMessage(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nested", "outbox")
-	var logs haltest.LogBuffer
-	ob, err := delivery.NewOutbox(dir, zerolog.New(&logs))
+	var logs bytes.Buffer // read only after every send has returned
+	ob, err := delivery.NewOutbox(dir, zerolog.New(zerolog.SyncWriter(&logs)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +107,8 @@ func TestOutboxWritesOneFilePerMessage(t *testing.T) {
 
 func TestOutboxConcurrentSends(t *testing.T) {
 	dir := t.TempDir()
-	var logs haltest.LogBuffer
-	ob, err := delivery.NewOutbox(dir, zerolog.New(&logs))
+	var logs bytes.Buffer // read only after every send has returned
+	ob, err := delivery.NewOutbox(dir, zerolog.New(zerolog.SyncWriter(&logs)))
 	if err != nil {
 		t.Fatal(err)
 	}

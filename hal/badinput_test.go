@@ -11,7 +11,7 @@ import (
 	"github.com/enrollflow/enrollflow/actions"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/hal"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/store"
 )
 
@@ -81,7 +81,7 @@ func TestActionBadInput(t *testing.T) {
 		{"resend too soon", activating, ctResend, ``, 429, "REQUEST_LIMITED", nil},
 	}
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		// One execution per state serves every case: failing requests
 		// change nothing, which each case asserts.
 		ids := map[string]string{enrolling: n.start("bad1"), activating: n.start("bad2")}
@@ -106,7 +106,7 @@ func TestActionBadInput(t *testing.T) {
 // content type in its message and its innerError.
 func TestUnsupportedMediaTypeNamesAcceptedTypes(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("media")
 		n.unchanged(id, func() {
 			r := n.act(id, "text/plain", `{"type":"EMAIL"}`)
@@ -129,7 +129,7 @@ func TestUnsupportedMediaTypeNamesAcceptedTypes(t *testing.T) {
 }
 
 func TestStartBadInput(t *testing.T) {
-	auth := []string{"Authorization", "Bearer " + haltest.APIKey}
+	auth := []string{"Authorization", "Bearer " + apptest.APIKey}
 	start := func(inputs string) string { return `{"flow":{"id":"` + demoFlow + `"},"inputs":` + inputs + `}` }
 	cases := []struct {
 		name    string
@@ -142,7 +142,7 @@ func TestStartBadInput(t *testing.T) {
 	}{
 		{"no API key", execPath, nil, start(`{"user":{"id":"a"}}`), 401, "ACCESS_FAILED", nil},
 		{"wrong API key", execPath, []string{"Authorization", "Bearer not-the-key-0123456789"}, start(`{"user":{"id":"a"}}`), 401, "ACCESS_FAILED", nil},
-		{"key without Bearer", execPath, []string{"Authorization", haltest.APIKey}, start(`{"user":{"id":"a"}}`), 401, "ACCESS_FAILED", nil},
+		{"key without Bearer", execPath, []string{"Authorization", apptest.APIKey}, start(`{"user":{"id":"a"}}`), 401, "ACCESS_FAILED", nil},
 		{"Basic auth", execPath, []string{"Authorization", "Basic dXNlcjpwYXNz"}, start(`{"user":{"id":"a"}}`), 401, "ACCESS_FAILED", nil},
 		{"empty bearer", execPath, []string{"Authorization", "Bearer "}, start(`{"user":{"id":"a"}}`), 401, "ACCESS_FAILED", nil},
 		{"unknown environment", "/nowhere/flowExecutions", auth, start(`{"user":{"id":"a"}}`), 401, "ACCESS_FAILED", nil},
@@ -172,7 +172,7 @@ func TestStartBadInput(t *testing.T) {
 		{"template variable is an object", execPath, auth, start(`{"user":{"id":"a"},"template":{"variables":{"v":{}}}}`), 400, "INVALID_DATA", []detail{{"inputs.template.variables.v", "INVALID_VALUE"}}},
 	}
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				n := &node{t: t, API: n.API}
@@ -209,9 +209,9 @@ func TestManagementNeedsAPIKey(t *testing.T) {
 		{"DELETE", "/environments/demo/users/u/devices/d"},
 	}
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		for _, rt := range routes {
-			for _, hdr := range [][]string{nil, {"Authorization", "Bearer wrong-key-0123456789"}, {"Authorization", "Token " + haltest.APIKey}} {
+			for _, hdr := range [][]string{nil, {"Authorization", "Bearer wrong-key-0123456789"}, {"Authorization", "Token " + apptest.APIKey}} {
 				r := n.do(rt.method, rt.path, "application/json", `{}`, hdr...)
 				mustError(t, r, http.StatusUnauthorized, "ACCESS_FAILED")
 				if r.Header.Get("WWW-Authenticate") == "" {
@@ -229,7 +229,7 @@ func TestManagementNeedsAPIKey(t *testing.T) {
 
 func TestBodyTooLarge(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("big")
 		huge := `{"type":"EMAIL","nickname":"` + strings.Repeat("a", hal.MaxBodyBytes) + `"}`
 		n.unchanged(id, func() {
@@ -249,12 +249,12 @@ func TestBodyTooLarge(t *testing.T) {
 }
 
 func TestUnknownExecution(t *testing.T) {
-	two := config.Demo(haltest.APIKey)
+	two := config.Demo(apptest.APIKey)
 	other := two.Environments[0]
 	other.ID, other.APIKey = "other", "other-api-key-0123456789"
 	two.Environments = append(two.Environments, other)
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{Config: &two})
+		n := newNode(t, b, apptest.Options{Config: &two})
 		id := n.start("known")
 		unknown := []string{
 			store.NewExecutionID("demo", "known"), // well-formed, never created
@@ -284,7 +284,7 @@ func TestUnknownExecution(t *testing.T) {
 // the last one voids the passcode.
 func TestWrongOTPCountsDown(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("wrong")
 		mustStatus(t, n.create(id, "SMS"), http.StatusOK)
 		right := n.passcode("+15551230000")

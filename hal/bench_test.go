@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/store/memory"
 	"github.com/enrollflow/enrollflow/store/redis"
@@ -32,10 +32,10 @@ var benchUsers atomic.Int64
 
 // benchEachStore runs f as the sub-benchmarks "memory" and "redis", each on a
 // fresh API.
-func benchEachStore(b *testing.B, f func(b *testing.B, api *haltest.API)) {
+func benchEachStore(b *testing.B, f func(b *testing.B, api *apptest.API)) {
 	b.Run("memory", func(b *testing.B) {
-		clock := haltest.NewClock()
-		f(b, haltest.New(b, haltest.Options{Store: memory.New(clock.Now), Clock: clock}))
+		clock := apptest.NewClock()
+		f(b, apptest.New(b, apptest.Options{Store: memory.New(clock.Now), Clock: clock}))
 	})
 	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("REQUIRE_REDIS") != "1" {
 		b.Run("redis", func(b *testing.B) { b.Skip("SKIPPING: redis-server not installed") })
@@ -44,13 +44,13 @@ func benchEachStore(b *testing.B, f func(b *testing.B, api *haltest.API)) {
 	srv := redistest.Start(b) // one server for every round of the sub-benchmark
 	b.Run("redis", func(b *testing.B) {
 		srv.FlushAll()
-		clock := haltest.NewClock()
+		clock := apptest.NewClock()
 		st, err := redis.Open(srv.URL(), clock.Now)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { st.Close() })
-		f(b, haltest.New(b, haltest.Options{Store: st, Clock: clock}))
+		f(b, apptest.New(b, apptest.Options{Store: st, Clock: clock}))
 	})
 }
 
@@ -60,9 +60,9 @@ func benchStartBody() string {
 }
 
 // benchStart begins an execution and returns its id.
-func benchStart(tb testing.TB, api *haltest.API) string {
+func benchStart(tb testing.TB, api *apptest.API) string {
 	rec := api.Do(http.MethodPost, "/demo/flowExecutions", "application/json", benchStartBody(),
-		"Authorization", "Bearer "+haltest.APIKey)
+		"Authorization", "Bearer "+apptest.APIKey)
 	if rec.Code != http.StatusCreated {
 		tb.Fatalf("start: %d %s", rec.Code, rec.Body)
 	}
@@ -76,7 +76,7 @@ func benchStart(tb testing.TB, api *haltest.API) string {
 }
 
 // benchCreateTOTP adds a pending TOTP device and returns its secret.
-func benchCreateTOTP(tb testing.TB, api *haltest.API, id string) string {
+func benchCreateTOTP(tb testing.TB, api *apptest.API, id string) string {
 	rec := api.Do(http.MethodPost, "/demo/flowExecutions/"+id, benchCreateCT, `{"type":"TOTP"}`)
 	if rec.Code != http.StatusOK {
 		tb.Fatalf("device.create: %d %s", rec.Code, rec.Body)
@@ -92,7 +92,7 @@ func benchCreateTOTP(tb testing.TB, api *haltest.API, id string) string {
 	return body.Device.Secret
 }
 
-func benchTOTPCode(tb testing.TB, api *haltest.API, secret string) string {
+func benchTOTPCode(tb testing.TB, api *apptest.API, secret string) string {
 	code, err := mfa.TOTPCode(secret, api.Clock.Now())
 	if err != nil {
 		tb.Fatal(err)
@@ -100,7 +100,7 @@ func benchTOTPCode(tb testing.TB, api *haltest.API, secret string) string {
 	return code
 }
 
-func benchActivate(tb testing.TB, api *haltest.API, id, code string) {
+func benchActivate(tb testing.TB, api *apptest.API, id, code string) {
 	rec := api.Do(http.MethodPost, "/demo/flowExecutions/"+id, benchActivateCT, `{"otp":"`+code+`"}`)
 	if rec.Code != http.StatusOK {
 		tb.Fatalf("device.activate: %d %s", rec.Code, rec.Body)
@@ -109,7 +109,7 @@ func benchActivate(tb testing.TB, api *haltest.API, id, code string) {
 
 // BenchmarkStart: POST /{env}/flowExecutions.
 func BenchmarkStart(b *testing.B) {
-	benchEachStore(b, func(b *testing.B, api *haltest.API) {
+	benchEachStore(b, func(b *testing.B, api *apptest.API) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			benchStart(b, api)
@@ -119,7 +119,7 @@ func BenchmarkStart(b *testing.B) {
 
 // BenchmarkCreateTOTP: device.create {"type":"TOTP"} on a started execution.
 func BenchmarkCreateTOTP(b *testing.B) {
-	benchEachStore(b, func(b *testing.B, api *haltest.API) {
+	benchEachStore(b, func(b *testing.B, api *apptest.API) {
 		ids := make([]string, b.N)
 		for i := range ids {
 			ids[i] = benchStart(b, api)
@@ -135,7 +135,7 @@ func BenchmarkCreateTOTP(b *testing.B) {
 // BenchmarkActivateTOTP: device.activate with the right code, which
 // completes the flow and commits the device.
 func BenchmarkActivateTOTP(b *testing.B) {
-	benchEachStore(b, func(b *testing.B, api *haltest.API) {
+	benchEachStore(b, func(b *testing.B, api *apptest.API) {
 		ids, codes := make([]string, b.N), make([]string, b.N)
 		for i := range ids {
 			ids[i] = benchStart(b, api)
@@ -152,7 +152,7 @@ func BenchmarkActivateTOTP(b *testing.B) {
 // BenchmarkFullEnrollmentTOTP: start, device.create, device.activate; one
 // op is one whole enrollment (three requests).
 func BenchmarkFullEnrollmentTOTP(b *testing.B) {
-	benchEachStore(b, func(b *testing.B, api *haltest.API) {
+	benchEachStore(b, func(b *testing.B, api *apptest.API) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			id := benchStart(b, api)
@@ -165,7 +165,7 @@ func BenchmarkFullEnrollmentTOTP(b *testing.B) {
 // so ns/op is the in-process cost of an enrollment with every core busy
 // (no HTTP transport, no load generator).
 func BenchmarkFullEnrollmentTOTPParallel(b *testing.B) {
-	benchEachStore(b, func(b *testing.B, api *haltest.API) {
+	benchEachStore(b, func(b *testing.B, api *apptest.API) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -178,8 +178,8 @@ func BenchmarkFullEnrollmentTOTPParallel(b *testing.B) {
 
 // benchCreateEmail adds a pending EMAIL device (address from the inputs):
 // the message is rendered from the environment's templates and handed to
-// its channel (haltest's recording outbox) before the answer.
-func benchCreateEmail(tb testing.TB, api *haltest.API, id string) {
+// its channel (apptest.s recording outbox) before the answer.
+func benchCreateEmail(tb testing.TB, api *apptest.API, id string) {
 	rec := api.Do(http.MethodPost, "/demo/flowExecutions/"+id, benchCreateCT, `{"type":"EMAIL"}`)
 	if rec.Code != http.StatusOK {
 		tb.Fatalf("device.create: %d %s", rec.Code, rec.Body)
@@ -189,7 +189,7 @@ func benchCreateEmail(tb testing.TB, api *haltest.API, id string) {
 // BenchmarkCreateEmail: device.create {"type":"EMAIL"}, passcode delivery
 // included (template selection and rendering, channel lookup, send).
 func BenchmarkCreateEmail(b *testing.B) {
-	benchEachStore(b, func(b *testing.B, api *haltest.API) {
+	benchEachStore(b, func(b *testing.B, api *apptest.API) {
 		ids := make([]string, b.N)
 		for i := range ids {
 			ids[i] = benchStart(b, api)

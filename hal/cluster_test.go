@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/mfa"
 )
 
@@ -16,14 +16,14 @@ import (
 // two Store clients of one redis-server; on memory they share one store.
 func TestTwoNodesShareExecutions(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		clock := haltest.NewClock()
+		clock := apptest.NewClock()
 		storeA := b.Open(clock)
 		storeB := storeA
 		if b.redis != nil {
 			storeB = b.Open(clock)
 		}
-		a := newNode(t, b, haltest.Options{Store: storeA, Clock: clock})
-		n2 := newNode(t, b, haltest.Options{Store: storeB, Clock: clock})
+		a := newNode(t, b, apptest.Options{Store: storeA, Clock: clock})
+		n2 := newNode(t, b, apptest.Options{Store: storeB, Clock: clock})
 
 		for _, typ := range []string{"EMAIL", "TOTP"} {
 			t.Run(typ, func(t *testing.T) {
@@ -74,7 +74,7 @@ func TestRedisOutage(t *testing.T) {
 		if b.redis == nil {
 			t.Skip("the memory store cannot be down")
 		}
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("outage")
 		mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
 		mustStatus(t, n.do(http.MethodGet, "/readyz", "", ""), http.StatusOK)
@@ -100,7 +100,7 @@ func TestRedisOutage(t *testing.T) {
 		for _, rq := range requests {
 			var hdr []string
 			if rq.admin {
-				hdr = []string{"Authorization", "Bearer " + haltest.APIKey}
+				hdr = []string{"Authorization", "Bearer " + apptest.APIKey}
 			}
 			began := time.Now()
 			r := n.do(rq.method, rq.path, rq.ct, rq.body, hdr...)

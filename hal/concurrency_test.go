@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 )
 
 const racers = 20
@@ -80,7 +80,7 @@ func mustOneWinner(t *testing.T, rs []*resp) *resp {
 
 func TestConcurrentActivate(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("racer")
 		mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
 		code := n.passcode("racer@example.com")
@@ -99,7 +99,7 @@ func TestConcurrentActivate(t *testing.T) {
 
 func TestConcurrentCreate(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("creator")
 		win := mustOneWinner(t, race(n, id, ctCreate, func(int) string { return `{"type":"EMAIL"}` }))
 		mustState(t, win, "ACTIVATION_REQUIRED")
@@ -130,7 +130,7 @@ func TestConcurrentCreate(t *testing.T) {
 // is counted in the execution.
 func TestConcurrentWrongCodesAreBounded(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("guesser")
 		mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
 		right := n.passcode("guesser@example.com")

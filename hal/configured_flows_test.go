@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/store/memory"
 )
 
@@ -13,7 +13,7 @@ import (
 // can override it and deleting the override restores it, but it cannot
 // delete the configured flow itself.
 func TestConfiguredFlows(t *testing.T) {
-	n := newNode(t, nil, haltest.Options{Store: memory.New(nil)})
+	n := newNode(t, nil, apptest.Options{Store: memory.New(nil)})
 	path := "/environments/demo/flows/" + demoFlow
 
 	mustError(t, n.admin(http.MethodDelete, path, ""), http.StatusConflict, "ACTION_NOT_ALLOWED")

@@ -16,7 +16,7 @@ import (
 	"github.com/enrollflow/enrollflow/delivery/templates"
 	"github.com/enrollflow/enrollflow/delivery/twilio"
 	"github.com/enrollflow/enrollflow/delivery/webhook"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 )
 
 // Passcodes over real channels: e-mail through a real SMTP server, SMS and
@@ -143,7 +143,7 @@ func TestEnrollmentOverEachChannel(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				n := newNode(t, b, haltest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{tc.method: tc.channel})})
+				n := newNode(t, b, apptest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{tc.method: tc.channel})})
 				id := n.startFlow(demoFlow, map[string]any{"id": "user-" + strings.ToLower(string(tc.method)), "email": userEmail, "mobilePhone": userPhone})
 				r := n.create(id, string(tc.method))
 				mustState(t, r, "ACTIVATION_REQUIRED")
@@ -173,7 +173,7 @@ func TestDeliveryRetriesTransientFailures(t *testing.T) {
 	}
 	ch := p.hookChannel()
 	ch.Retry = fastRetry
-	n := newNode(t, &backend{t: t}, haltest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{delivery.SMS: ch})})
+	n := newNode(t, &backend{t: t}, apptest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{delivery.SMS: ch})})
 	id := n.start("retry")
 	r := n.create(id, "SMS")
 	mustState(t, r, "ACTIVATION_REQUIRED")
@@ -199,7 +199,7 @@ func TestDeliveryRefusedShowsErrorAndResendWorks(t *testing.T) {
 		}
 		ch := p.hookChannel()
 		ch.Retry = fastRetry
-		n := newNode(t, b, haltest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{delivery.SMS: ch})})
+		n := newNode(t, b, apptest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{delivery.SMS: ch})})
 		id := n.start("refused")
 		r := n.create(id, "SMS")
 		mustState(t, r, "ACTIVATION_REQUIRED")
@@ -232,7 +232,7 @@ func TestSlowDeliveryDoesNotHoldTheRequest(t *testing.T) {
 	ch := p.hookChannel()
 	ch.Webhook.Timeout = delivery.Duration(300 * time.Millisecond)
 	ch.Retry = &delivery.RetryPolicy{Attempts: 2, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}
-	n := newNode(t, &backend{t: t}, haltest.Options{DeliveryWait: 200 * time.Millisecond,
+	n := newNode(t, &backend{t: t}, apptest.Options{DeliveryWait: 200 * time.Millisecond,
 		Config: channelConfig(map[delivery.Method]dispatch.Channel{delivery.SMS: ch})})
 	id := n.start("slow")
 	start := time.Now()
@@ -271,7 +271,7 @@ func TestSlowDeliveryDoesNotHoldTheRequest(t *testing.T) {
 // No channel for the method is the deployment's fault, not the address's:
 // the user is told the service is unavailable, not to check the number.
 func TestNoChannelIsDeliveryUnavailable(t *testing.T) {
-	n := newNode(t, &backend{t: t}, haltest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{
+	n := newNode(t, &backend{t: t}, apptest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{
 		delivery.Email: {Type: dispatch.TypeOutbox}})})
 	id := n.start("nochannel")
 	r := n.create(id, "VOICE")
@@ -286,7 +286,7 @@ func TestNoChannelIsDeliveryUnavailable(t *testing.T) {
 func TestTemplateFromTheAPIReachesTheUser(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		p := startProviders(t)
-		n := newNode(t, b, haltest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{
+		n := newNode(t, b, apptest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{
 			delivery.SMS: p.hookChannel(), delivery.Email: p.smtpChannel(t)})})
 		path := "/environments/demo/templates/device_pairing/contents/SMS/es"
 		mustStatus(t, n.admin(http.MethodPut, path, `{"content":"Hola ${user.username}: tu código de ${brand} es ${otp}"}`), http.StatusCreated)
@@ -321,7 +321,7 @@ func TestTemplateFromTheAPIReachesTheUser(t *testing.T) {
 func TestTemplateManagementAPI(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		configured := templates.Content{Method: delivery.SMS, Locale: "fr", Body: "Code : ${otp}"}
-		n := newNode(t, b, haltest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{
+		n := newNode(t, b, apptest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{
 			delivery.SMS: {Type: dispatch.TypeOutbox}}, configured)})
 		base := "/environments/demo/templates/device_pairing/contents"
 
@@ -382,7 +382,7 @@ func TestTemplateManagementAPI(t *testing.T) {
 func TestChannelManagementAPI(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		p := startProviders(t)
-		n := newNode(t, b, haltest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{
+		n := newNode(t, b, apptest.Options{Config: channelConfig(map[delivery.Method]dispatch.Channel{
 			delivery.SMS: {Type: dispatch.TypeOutbox}})})
 		body := fmt.Sprintf(`{"type":"twilio","twilio":{"accountSid":%q,"authToken":%q,"from":%q,"baseUrl":%q}}`,
 			twilioSID, twilioToken, twilioFrom, p.twilio.srv.URL)

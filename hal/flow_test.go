@@ -17,13 +17,13 @@ import (
 	"time"
 
 	"github.com/enrollflow/enrollflow/actions"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/mfa"
 )
 
 func TestStartAndGet(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		r := n.admin(http.MethodPost, execPath, startBody(demoFlow,
 			map[string]any{"id": "ann", "email": "ann@example.com", "mobilePhone": "+15551234567"}))
 		mustStatus(t, r, http.StatusCreated)
@@ -97,7 +97,7 @@ func TestEnrollOTPDevices(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				n := newNode(t, b, haltest.Options{})
+				n := newNode(t, b, apptest.Options{})
 				user := tc.user
 				id := n.start(user)
 
@@ -192,7 +192,7 @@ func TestEnrollOTPDevices(t *testing.T) {
 
 func TestEnrollTOTP(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("tess")
 		qr := execPath + "/" + id + "/qrcode.png"
 		mustError(t, n.do(http.MethodGet, qr, "", ""), http.StatusNotFound, "NOT_FOUND")
@@ -286,7 +286,7 @@ func TestTOTPGraceWindow(t *testing.T) {
 			{"two windows ahead", 60 * time.Second, false},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				n := newNode(t, b, haltest.Options{})
+				n := newNode(t, b, apptest.Options{})
 				id := n.start("grace")
 				r := n.create(id, "TOTP")
 				mustStatus(t, r, http.StatusOK)
@@ -314,7 +314,7 @@ func TestTOTPGraceWindow(t *testing.T) {
 
 func TestResendReplacesPasscode(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("rhea")
 		const to = "rhea@example.com"
 		mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
@@ -353,7 +353,7 @@ func TestResendReplacesPasscode(t *testing.T) {
 
 func TestDeleteReturnsToEnrollmentRequired(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("dora")
 		r := n.create(id, "EMAIL")
 		mustStatus(t, r, http.StatusOK)
@@ -389,7 +389,7 @@ func TestDeleteReturnsToEnrollmentRequired(t *testing.T) {
 func TestSkipEnrollment(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		for _, body := range []string{"", "{}", " { } "} {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("skip")
 			r := n.act(id, ctSkip, body)
 			mustStatus(t, r, http.StatusOK)
@@ -442,7 +442,7 @@ func TestLinksMatchAllowedActions(t *testing.T) {
 		actions.OTPResend: "", actions.DeviceDelete: "", actions.DeviceSkipEnrollment: "",
 	}
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		mustStatus(t, n.admin(http.MethodPost, "/environments/demo/flows", noSkipFlow), http.StatusCreated)
 		for _, st := range states {
 			t.Run(st.name, func(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/delivery/templates"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/mfa"
 )
 
@@ -45,7 +45,7 @@ const emailThenTOTP = `{
 
 func TestTwoStepFlow(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		r := n.admin(http.MethodPost, "/environments/demo/flows", emailThenTOTP)
 		mustStatus(t, r, http.StatusCreated)
 		if loc := r.Header.Get("Location"); loc != baseURL+"/environments/demo/flows/email-then-totp" {
@@ -111,7 +111,7 @@ func TestTwoStepFlow(t *testing.T) {
 func TestTwoStepFlowBothEnrolled(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		german := templates.Content{Method: delivery.SMS, Locale: "de", Body: "Ihr Code lautet ${otp}."}
-		n := newNode(t, b, haltest.Options{Config: demoConfig(func(e *config.Environment) {
+		n := newNode(t, b, apptest.Options{Config: demoConfig(func(e *config.Environment) {
 			e.Notifications.Templates = map[string][]templates.Content{templates.DevicePairing: {german}}
 		})})
 		mustStatus(t, n.admin(http.MethodPost, "/environments/demo/flows", emailThenTOTP), http.StatusCreated)
@@ -184,7 +184,7 @@ func TestFlowValidation(t *testing.T) {
 		{"malformed JSON", `{"id":`, 400, "INVALID_REQUEST", nil},
 	}
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				n := &node{t: t, API: n.API}
@@ -204,7 +204,7 @@ func TestFlowLifecycle(t *testing.T) {
 		return strings.Replace(strings.Replace(oneStep, "%s", name, 1), "%s", skip, 1)
 	}
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		const flow = "/environments/demo/flows/solo"
 
 		created := n.admin(http.MethodPost, "/environments/demo/flows", body("first", "false"))
@@ -277,7 +277,7 @@ func TestFlowLifecycle(t *testing.T) {
 
 func TestPolicies(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		l := n.admin(http.MethodGet, "/environments/demo/deviceAuthenticationPolicies", "")
 		mustStatus(t, l, http.StatusOK)
 		items := list(l.Body, "_embedded", "deviceAuthenticationPolicies")
@@ -317,7 +317,7 @@ func TestStepWithNamedPolicy(t *testing.T) {
 		e.DeviceAuthenticationPolicies = append(e.DeviceAuthenticationPolicies, totpOnly, noSMS)
 	})
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{Config: cfg})
+		n := newNode(t, b, apptest.Options{Config: cfg})
 		if l := n.admin(http.MethodGet, "/environments/demo/deviceAuthenticationPolicies", ""); num(l.Body, "count") != 3 {
 			t.Errorf("policies = %s, want 3", l.Raw)
 		}

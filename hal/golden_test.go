@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/enrollflow/enrollflow/delivery"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -107,8 +107,8 @@ func golden(t *testing.T, z *normalizer, name string, r *resp) {
 // Both stores must render the same bytes.
 func TestGolden(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		clock := haltest.NewClock()
-		n := newNode(t, b, haltest.Options{Clock: clock})
+		clock := apptest.NewClock()
+		n := newNode(t, b, apptest.Options{Clock: clock})
 		z := newNormalizer(clock.Now())
 
 		// DEVICE_ENROLLMENT_REQUIRED, as the 201 of the start.

@@ -1,7 +1,7 @@
 package hal_test
 
 // Shared helpers of the HTTP suite. Every test drives the real router of a
-// whole node (haltest: router, engine, enrollment step, store) with a fake
+// whole node (apptest: router, engine, enrollment step, store) with a fake
 // clock, once on the memory store and once on a real redis-server.
 
 import (
@@ -19,7 +19,7 @@ import (
 
 	"github.com/enrollflow/enrollflow/actions"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/store"
 	"github.com/enrollflow/enrollflow/store/memory"
 	"github.com/enrollflow/enrollflow/store/redis"
@@ -27,7 +27,7 @@ import (
 )
 
 const (
-	baseURL  = "http://enrollflow.test" // haltest's BaseURL
+	baseURL  = "http://enrollflow.test" // apptest.s BaseURL
 	demoFlow = config.DemoFlowID
 	execPath = "/demo/flowExecutions"
 )
@@ -51,7 +51,7 @@ type backend struct {
 // Open returns a store client on clock. On memory every call is a new,
 // empty store; on Redis every call is a new client of the subtest's one
 // redis-server, so stores opened in one subtest share their data.
-func (b *backend) Open(clock *haltest.Clock) store.Store {
+func (b *backend) Open(clock *apptest.Clock) store.Store {
 	b.t.Helper()
 	if b.redis == nil {
 		return memory.New(clock.Now)
@@ -77,19 +77,19 @@ func forEachStore(t *testing.T, fn func(t *testing.T, b *backend)) {
 // node is one API under test plus the helpers that talk to it.
 type node struct {
 	t *testing.T
-	*haltest.API
+	*apptest.API
 }
 
 // newNode builds a node on the backend with a fresh clock unless o sets one.
-func newNode(t *testing.T, b *backend, o haltest.Options) *node {
+func newNode(t *testing.T, b *backend, o apptest.Options) *node {
 	t.Helper()
 	if o.Clock == nil {
-		o.Clock = haltest.NewClock()
+		o.Clock = apptest.NewClock()
 	}
 	if o.Store == nil {
 		o.Store = b.Open(o.Clock)
 	}
-	return &node{t: t, API: haltest.New(t, o)}
+	return &node{t: t, API: apptest.New(t, o)}
 }
 
 // resp is one response, decoded when it is JSON.
@@ -122,7 +122,7 @@ func (n *node) do(method, path, contentType, body string, header ...string) *res
 // admin runs one request with the environment's API key.
 func (n *node) admin(method, path, body string) *resp {
 	n.t.Helper()
-	return n.do(method, path, "application/json", body, "Authorization", "Bearer "+haltest.APIKey)
+	return n.do(method, path, "application/json", body, "Authorization", "Bearer "+apptest.APIKey)
 }
 
 // startBody builds a start request for flow with the given user inputs.
@@ -363,7 +363,7 @@ func (b *barrier) release() { b.ready.Wait(); close(b.gate) }
 
 // demoConfig is the demo environment with f applied to it.
 func demoConfig(f func(e *config.Environment)) *config.File {
-	file := config.Demo(haltest.APIKey)
+	file := config.Demo(apptest.APIKey)
 	f(&file.Environments[0])
 	return &file
 }

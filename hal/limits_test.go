@@ -19,7 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/mfa"
 )
 
@@ -30,7 +30,7 @@ func oneDevice() *config.File {
 func TestMaxAllowedDevices(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		t.Run("refused at device.create", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{Config: oneDevice()})
+			n := newNode(t, b, apptest.Options{Config: oneDevice()})
 			first := n.start("solo")
 			if got := num(n.get(first).Body, "mfaSettings", "pairing", "maxAllowedDevices"); got != 1 {
 				t.Errorf("mfaSettings.pairing.maxAllowedDevices = %v, want 1", got)
@@ -58,7 +58,7 @@ func TestMaxAllowedDevices(t *testing.T) {
 			// Both executions passed device.create while the user had no
 			// device; the registry write is atomic with the limit, so only
 			// the first activation lands.
-			n := newNode(t, b, haltest.Options{Config: oneDevice()})
+			n := newNode(t, b, apptest.Options{Config: oneDevice()})
 			a, c := n.start("pair"), n.start("pair")
 			mustStatus(t, n.create(a, "EMAIL"), http.StatusOK)
 			codeA := n.passcode("pair@example.com")
@@ -82,13 +82,13 @@ func TestMaxAllowedDevices(t *testing.T) {
 // Retry-After, while other clients and the management API are not.
 func TestRateLimit(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		clock := haltest.NewClock()
+		clock := apptest.NewClock()
 		shared := b.Open(clock)
 		// The execution is started through an unthrottled node on the same
 		// store, so that every throttled request below is a GET.
-		free := newNode(t, b, haltest.Options{Store: shared, Clock: clock})
+		free := newNode(t, b, apptest.Options{Store: shared, Clock: clock})
 		id := free.start("busy")
-		n := newNode(t, b, haltest.Options{Store: shared, Clock: clock, RateLimit: 1})
+		n := newNode(t, b, apptest.Options{Store: shared, Clock: clock, RateLimit: 1})
 
 		from := func(addr string) *resp {
 			req := httptest.NewRequest(http.MethodGet, execPath+"/"+id, nil)
@@ -136,10 +136,10 @@ func TestRateLimit(t *testing.T) {
 func TestRateLimitBehindTrustedProxy(t *testing.T) {
 	// The limiter is in the node, whatever the store: memory suffices.
 	b := &backend{t: t, name: "memory"}
-	clock := haltest.NewClock()
+	clock := apptest.NewClock()
 	shared := b.Open(clock)
-	id := newNode(t, b, haltest.Options{Store: shared, Clock: clock}).start("proxied")
-	n := newNode(t, b, haltest.Options{Store: shared, Clock: clock, RateLimit: 1,
+	id := newNode(t, b, apptest.Options{Store: shared, Clock: clock}).start("proxied")
+	n := newNode(t, b, apptest.Options{Store: shared, Clock: clock, RateLimit: 1,
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	from := func(peer, xff string) int {
 		req := httptest.NewRequest(http.MethodGet, execPath+"/"+id, nil)
@@ -185,9 +185,9 @@ func TestRateLimitBehindTrustedProxy(t *testing.T) {
 // log, but neither a passcode nor the full e-mail address.
 func TestLogsCarryNoSecrets(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		var buf haltest.LogBuffer
+		var buf apptest.LogBuffer
 		log := zerolog.New(&buf).Level(zerolog.DebugLevel)
-		n := newNode(t, b, haltest.Options{Log: log})
+		n := newNode(t, b, apptest.Options{Log: log})
 		const address = "secret.person.4711@example.com"
 		id := n.startFlow(demoFlow, map[string]any{"id": "logged", "email": address})
 		mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)

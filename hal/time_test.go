@@ -11,14 +11,14 @@ import (
 	"time"
 
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/mfa"
 )
 
 func TestExecutionExpiry(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		t.Run("15 minutes without an action", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("idle")
 			n.Clock.Advance(15*time.Minute - time.Millisecond)
 			mustStatus(t, n.get(id), http.StatusOK) // a GET does not slide the window
@@ -27,7 +27,7 @@ func TestExecutionExpiry(t *testing.T) {
 			mustError(t, n.act(id, ctSkip, ""), http.StatusNotFound, "NOT_FOUND")
 		})
 		t.Run("an action slides expiresAt", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("busy")
 			n.Clock.Advance(10 * time.Minute)
 			r := n.create(id, "EMAIL")
@@ -52,7 +52,7 @@ func TestExecutionExpiry(t *testing.T) {
 			}
 		})
 		t.Run("a COMPLETED execution expires too", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("ended")
 			mustStatus(t, n.act(id, ctSkip, ""), http.StatusOK)
 			n.Clock.Advance(15 * time.Minute)
@@ -71,7 +71,7 @@ func shortOTP() *config.File {
 func TestOTPLifetime(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		t.Run("default 30 minutes, execution kept alive", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("life")
 			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
 			code := n.passcode("life@example.com")
@@ -92,7 +92,7 @@ func TestOTPLifetime(t *testing.T) {
 			mustState(t, r, "COMPLETED")
 		})
 		t.Run("policy lifetime of 2 minutes", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{Config: shortOTP()})
+			n := newNode(t, b, apptest.Options{Config: shortOTP()})
 			id := n.start("brief")
 			r := n.create(id, "EMAIL")
 			mustStatus(t, r, http.StatusOK)
@@ -105,7 +105,7 @@ func TestOTPLifetime(t *testing.T) {
 				mustError(t, n.activate(id, code), http.StatusBadRequest, "INVALID_DATA", detail{"otp", "OTP_EXPIRED"})
 			})
 			// One millisecond earlier the same code would have worked.
-			n2 := newNode(t, b, haltest.Options{Config: shortOTP()})
+			n2 := newNode(t, b, apptest.Options{Config: shortOTP()})
 			id2 := n2.start("brief2")
 			mustStatus(t, n2.create(id2, "EMAIL"), http.StatusOK)
 			n2.Clock.Advance(2*time.Minute - time.Millisecond)
@@ -126,7 +126,7 @@ func retryAfter(t *testing.T, r *resp) int {
 
 func TestAttemptLimit(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("limit")
 		mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
 		const to = "limit@example.com"
@@ -174,7 +174,7 @@ func TestResendCoolDown(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		for _, tc := range cases {
 			t.Run(tc.typ, func(t *testing.T) {
-				n := newNode(t, b, haltest.Options{})
+				n := newNode(t, b, apptest.Options{})
 				id := n.start("cool")
 				mustStatus(t, n.create(id, tc.typ), http.StatusOK)
 
@@ -215,7 +215,7 @@ func TestResendCoolDown(t *testing.T) {
 // and the first accepted one ends the enrollment.
 func TestTOTPLockout(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
-		n := newNode(t, b, haltest.Options{})
+		n := newNode(t, b, apptest.Options{})
 		id := n.start("locked")
 		r := n.create(id, "TOTP")
 		mustStatus(t, r, http.StatusOK)
@@ -264,7 +264,7 @@ func TestTOTPLockout(t *testing.T) {
 func TestDeleteAndCreateIsNoWayAround(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		t.Run("resend cool-down to the same address", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("flood")
 			const phone = "+15551230000"
 			mustStatus(t, n.create(id, "SMS"), http.StatusOK)
@@ -293,7 +293,7 @@ func TestDeleteAndCreateIsNoWayAround(t *testing.T) {
 			}
 		})
 		t.Run("failure cool-down", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("guess")
 			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
 			code := n.passcode("guess@example.com")
@@ -316,7 +316,7 @@ func TestDeleteAndCreateIsNoWayAround(t *testing.T) {
 			mustStatus(t, n.activate(id, n.passcode("guess@example.com")), http.StatusOK)
 		})
 		t.Run("lockout after mfaSettings.lockout.failureCount wrong passcodes", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("lockout")
 			const to = "lockout@example.com"
 			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
@@ -353,7 +353,7 @@ func TestDeleteAndCreateIsNoWayAround(t *testing.T) {
 			mustState(t, r, "COMPLETED")
 		})
 		t.Run("the passcode is void after a lockout", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("void")
 			const to = "void@example.com"
 			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
@@ -381,7 +381,7 @@ func TestDeleteAndCreateIsNoWayAround(t *testing.T) {
 			mustState(t, r, "COMPLETED")
 		})
 		t.Run("at most 10 passcodes per step", func(t *testing.T) {
-			n := newNode(t, b, haltest.Options{})
+			n := newNode(t, b, apptest.Options{})
 			id := n.start("chatty")
 			const to = "chatty@example.com"
 			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)

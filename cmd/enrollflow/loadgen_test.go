@@ -20,14 +20,14 @@ import (
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/hal"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/store/memory"
 )
 
 // totpServer is the real API on the memory store, on a loopback port.
 func totpServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	api := haltest.New(t, haltest.Options{Store: memory.New(nil)})
+	api := apptest.New(t, apptest.Options{Store: memory.New(nil)})
 	srv := httptest.NewServer(api.Handler)
 	t.Cleanup(srv.Close)
 	return srv
@@ -42,7 +42,7 @@ func emailServer(t *testing.T, dir string) *httptest.Server {
 		t.Fatal(err)
 	}
 	st := memory.New(nil)
-	node, err := app.Build(app.Options{Config: config.Demo(haltest.APIKey), Store: st, Outbox: outbox, Secret: haltest.Secret, Log: zerolog.Nop()})
+	node, err := app.Build(app.Options{Config: config.Demo(apptest.APIKey), Store: st, Outbox: outbox, Secret: apptest.Secret, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func latencyRow(t *testing.T, r *benchReport, name string) latencyStats {
 
 func TestBenchTOTPCountLimited(t *testing.T) {
 	srv := totpServer(t)
-	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", haltest.APIKey,
+	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", apptest.APIKey,
 		"--concurrency", "4", "--enrollments", "40"))
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestBenchEMAILReadsTheOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := emailServer(t, dir)
-	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", haltest.APIKey,
+	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", apptest.APIKey,
 		"--type", "email", "--outbox", dir, "--concurrency", "3", "--enrollments", "15"))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ func TestBenchEMAILReadsTheOutbox(t *testing.T) {
 func TestBenchRatePacesOpenLoop(t *testing.T) {
 	srv := totpServer(t)
 	start := time.Now()
-	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", haltest.APIKey,
+	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", apptest.APIKey,
 		"--concurrency", "4", "--rate", "100", "--enrollments", "30"))
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestBenchRatePacesOpenLoop(t *testing.T) {
 func TestBenchDurationStopsByItself(t *testing.T) {
 	srv := totpServer(t)
 	start := time.Now()
-	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", haltest.APIKey,
+	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", apptest.APIKey,
 		"--concurrency", "2", "--duration", "300ms", "--warmup", "100ms"))
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func TestBenchDurationStopsByItself(t *testing.T) {
 
 func TestBenchStopAfterCreateLeavesExecutionsLive(t *testing.T) {
 	srv := totpServer(t)
-	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", haltest.APIKey,
+	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", apptest.APIKey,
 		"--concurrency", "2", "--enrollments", "10", "--stop-after", "device.create"))
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +195,7 @@ func TestBenchCommandFailsOnErrors(t *testing.T) {
 func TestBenchJSONOut(t *testing.T) {
 	srv := totpServer(t)
 	out := filepath.Join(t.TempDir(), "report.json")
-	if err := bench([]string{"--url", srv.URL, "--api-key", haltest.APIKey, "--enrollments", "3", "--json-out", out}); err != nil {
+	if err := bench([]string{"--url", srv.URL, "--api-key", apptest.APIKey, "--enrollments", "3", "--json-out", out}); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(out)
@@ -357,7 +357,7 @@ func TestOutboxIndexPolling(t *testing.T) {
 
 // A server error mid-enrollment is counted under its action, status and code.
 func TestBenchCountsMidFlowErrors(t *testing.T) {
-	api := haltest.New(t, haltest.Options{Store: memory.New(nil)})
+	api := apptest.New(t, apptest.Options{Store: memory.New(nil)})
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.Header.Get("Content-Type"), "device.create") && n.Add(1)%2 == 0 {
@@ -369,7 +369,7 @@ func TestBenchCountsMidFlowErrors(t *testing.T) {
 		api.Handler.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", haltest.APIKey,
+	rep, err := runLoad(context.Background(), benchOpts(t, "--url", srv.URL, "--api-key", apptest.APIKey,
 		"--concurrency", "1", "--enrollments", "4"))
 	if err != nil {
 		t.Fatal(err)

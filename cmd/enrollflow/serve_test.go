@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/store/redis/redistest"
 )
 
 type node struct {
 	base           string
-	stdout, stderr *haltest.LogBuffer
+	stdout, stderr *apptest.LogBuffer
 	stop           func() error
 }
 
@@ -32,7 +32,7 @@ func startNode(t *testing.T, args ...string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{stdout: &haltest.LogBuffer{}, stderr: &haltest.LogBuffer{}}
+	n := &node{stdout: &apptest.LogBuffer{}, stderr: &apptest.LogBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)

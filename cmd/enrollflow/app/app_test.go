@@ -11,7 +11,7 @@ import (
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
-	"github.com/enrollflow/enrollflow/hal/haltest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/store/memory"
 )
 
@@ -30,8 +30,8 @@ func TestExampleConfigurationBuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs haltest.LogBuffer
-	node, err := app.Build(app.Options{Config: f, Store: memory.New(nil), Secret: haltest.Secret, Log: zerolog.New(&logs)})
+	var logs apptest.LogBuffer
+	node, err := app.Build(app.Options{Config: f, Store: memory.New(nil), Secret: apptest.Secret, Log: zerolog.New(&logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,10 +66,10 @@ func TestExampleConfigurationBuilds(t *testing.T) {
 // A method a policy enrolls without a channel to deliver it is worth a
 // warning at start-up; the empty secret of credentialEnv is an error.
 func TestBuildWarnsAboutMissingChannels(t *testing.T) {
-	f := config.Demo(haltest.APIKey)
+	f := config.Demo(apptest.APIKey)
 	f.Environments[0].Notifications.Channels = map[delivery.Method]dispatch.Channel{delivery.Email: {Type: dispatch.TypeOutbox}}
-	var logs haltest.LogBuffer
-	if _, err := app.Build(app.Options{Config: f, Store: memory.New(nil), Secret: haltest.Secret, Log: zerolog.New(&logs)}); err != nil {
+	var logs apptest.LogBuffer
+	if _, err := app.Build(app.Options{Config: f, Store: memory.New(nil), Secret: apptest.Secret, Log: zerolog.New(&logs)}); err != nil {
 		t.Fatal(err)
 	}
 	out := logs.String()
@@ -83,7 +83,7 @@ func TestBuildWarnsAboutMissingChannels(t *testing.T) {
 	}
 
 	f.Environments[0].Notifications.Channels[delivery.SMS] = dispatch.Channel{Type: dispatch.TypeWebhook, CredentialEnv: "ENROLLFLOW_TEST_UNSET_SECRET"}
-	_, err := app.Build(app.Options{Config: f, Store: memory.New(nil), Secret: haltest.Secret})
+	_, err := app.Build(app.Options{Config: f, Store: memory.New(nil), Secret: apptest.Secret})
 	if err == nil || !strings.Contains(err.Error(), "notifications.channels.SMS.credentialEnv") {
 		t.Fatalf("Build with an unset credentialEnv = %v", err)
 	}

@@ -1,8 +1,8 @@
-// Package haltest builds a whole enrollflow API in-process for tests and
+// Package apptest builds a whole enrollflow API in-process for tests and
 // benchmarks: the real router, engine, enrollment step and store (memory,
 // or a real Redis), with an injectable clock and a delivery channel that
 // records what it would have sent so a test can read the passcode.
-package haltest
+package apptest
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package haltest
+package apptest
 
 import (
 	"bytes"
