@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ type Runner struct {
 	// inflight counts those still running (Wait).
 	effectWait time.Duration
 	inflight   sync.WaitGroup
+	observer   Observer
 	// configured flows by environment and id (ConfigureFlows); read-only
 	// once serving starts.
 	configured map[string]map[string]*Flow
@@ -49,12 +51,26 @@ type Options struct {
 	// (passcode delivery); DefaultEffectWait when 0.
 	EffectWait time.Duration
 	Log        zerolog.Logger
+	// Observer learns of every step that ended, for metrics; nil: none.
+	Observer Observer
 }
+
+// Observer learns of each step that ended, once the end is saved.
+type Observer interface {
+	StepEnded(stepType, result string, outputs map[string]any)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) StepEnded(string, string, map[string]any) {}
 
 // NewRunner wires a runner.
 func NewRunner(st store.Store, steps *StepRegistry, envs []*Environment, opts Options) *Runner {
 	r := &Runner{store: st, steps: steps, envs: map[string]*Environment{}, now: opts.Now, ttl: opts.TTL,
-		effectWait: opts.EffectWait, log: opts.Log}
+		effectWait: opts.EffectWait, log: opts.Log, observer: opts.Observer}
+	if r.observer == nil {
+		r.observer = nopObserver{}
+	}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -118,7 +134,19 @@ func (r *Runner) Start(ctx context.Context, env *Environment, flowID string, inp
 	if err != nil {
 		return nil, storeError(err, "flow execution")
 	}
+	r.observeEnded(nil, x)
 	return r.runEffects(ctx, env, x, after), nil
+}
+
+// observeEnded reports the steps that ended since before (the results the
+// execution had when it was loaded). A flow never revisits a step (cycles
+// are refused), so a new result is a step that ended now.
+func (r *Runner) observeEnded(before map[string]StepResult, x *Execution) {
+	for id, res := range x.Results {
+		if _, old := before[id]; !old {
+			r.observer.StepEnded(res.Type, res.Result, res.Outputs)
+		}
+	}
 }
 
 // Get loads an execution; unknown and expired ones are both 404.
@@ -155,6 +183,7 @@ func (r *Runner) Act(ctx context.Context, env *Environment, id string, action ac
 	if err != nil {
 		return nil, err
 	}
+	resultsBefore := maps.Clone(x.Results)
 	x.Version++
 	x.ExpiresAt = r.now().Add(r.ttl)
 	after := bindEffects(x.StepID, out.After)
@@ -178,6 +207,7 @@ func (r *Runner) Act(ctx context.Context, env *Environment, id string, action ac
 	if err != nil {
 		return nil, storeError(err, "flow execution")
 	}
+	r.observeEnded(resultsBefore, x)
 	x = r.runEffects(ctx, env, x, after)
 	if out.Err != nil {
 		return x, out.Err

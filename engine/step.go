@@ -47,6 +47,9 @@ type StepContext struct {
 // ResourceProvider is implemented by step types that serve extra read-only
 // resources under the execution URL (the TOTP QR code image).
 type ResourceProvider interface {
+	// ResourceNames lists the names it serves, each a path segment under
+	// the execution URL ("qrcode.png").
+	ResourceNames() []string
 	Resource(ctx context.Context, sc *StepContext, name string) (contentType string, body []byte, err error)
 }
 
@@ -106,6 +109,25 @@ func NewStepRegistry(types ...StepType) *StepRegistry {
 func (r *StepRegistry) Lookup(name string) (StepType, bool) {
 	t, ok := r.types[name]
 	return t, ok
+}
+
+// ResourceNames lists the resource names the step types serve, sorted and
+// without repeats.
+func (r *StepRegistry) ResourceNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range r.types {
+		if rp, ok := t.(ResourceProvider); ok {
+			for _, n := range rp.ResourceNames() {
+				if !seen[n] {
+					seen[n] = true
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Names lists the registered type names, sorted.

@@ -34,6 +34,7 @@ func (s *Server) startExecution(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x, err := s.cfg.Runner.Start(r.Context(), env, req.Flow.ID, req.Inputs)
+	s.cfg.Observer.Started(Outcome(err))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -73,11 +74,18 @@ func (s *Server) actOnExecution(w http.ResponseWriter, r *http.Request) {
 	}
 	action, err := actions.Decode(r.Header.Get("Content-Type"), body)
 	if err != nil {
-		s.writeError(w, r, requestError(err))
+		err = requestError(err)
+		name, known := actions.NameFromContentType(r.Header.Get("Content-Type"))
+		if known != nil {
+			name = "unknown"
+		}
+		s.cfg.Observer.Acted(name, Outcome(err))
+		s.writeError(w, r, err)
 		return
 	}
 	annotate(r, func(a *accessInfo) { a.action = action.Name })
 	x, err := s.cfg.Runner.Act(r.Context(), env, id, action)
+	s.cfg.Observer.Acted(action.Name, Outcome(err))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -85,14 +93,20 @@ func (s *Server) actOnExecution(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, halJSON, s.renderExecution(r, env, x))
 }
 
-// getResource: GET /{envID}/flowExecutions/{id}/{resource}, such as the
-// TOTP QR code.
-func (s *Server) getResource(w http.ResponseWriter, r *http.Request) {
+// getResource serves GET /{envID}/flowExecutions/{id}/<name>, a read-only
+// resource of the running step (the TOTP QR code). Each name the step types
+// serve is a route of its own, so that the router and the OpenAPI document
+// list the same paths.
+func (s *Server) getResource(name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.serveResource(w, r, name) }
+}
+
+func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, name string) {
 	env, ok := s.environment(w, r)
 	if !ok {
 		return
 	}
-	contentType, body, err := s.cfg.Runner.Resource(r.Context(), env, s.executionID(r), mux.Vars(r)["resource"])
+	contentType, body, err := s.cfg.Runner.Resource(r.Context(), env, s.executionID(r), name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -20,7 +20,9 @@ func TestMethodNotAllowed(t *testing.T) {
 		{http.MethodPost, "/demo/flowExecutions/" + id + "/qrcode.png", "GET"},
 		{http.MethodPatch, "/environments/demo/flows/mfa-enrollment", "DELETE, GET, PUT"},
 		{http.MethodPost, "/environments/demo/users/u/devices", "GET"},
-		{http.MethodPost, "/healthz", "GET"},
+		{http.MethodPost, "/healthz", "GET, HEAD"},
+		{http.MethodDelete, "/readyz", "GET, HEAD"},
+		{http.MethodPost, "/openapi.json", "GET"},
 	}
 	for _, c := range cases {
 		r := n.do(c.method, c.path, "application/json", "{}", "Authorization", "Bearer "+apptest.APIKey)

@@ -68,13 +68,15 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					s.writeError(sw, r, engine.AsError(nil))
 				}
 			}
+			elapsed := time.Since(start)
+			s.cfg.Observer.Request(info.route, r.Method, sw.status, elapsed)
 			ev := s.cfg.Log.Info()
 			if sw.status >= 500 {
 				ev = s.cfg.Log.Warn()
 			}
 			ev.Str("request_id", info.requestID).Str("method", r.Method).Str("route", info.route).
 				Str("env", info.env).Str("execution", info.execution).Str("action", info.action).
-				Int("status", sw.status).Dur("latency", time.Since(start)).Msg("request")
+				Int("status", sw.status).Dur("latency", elapsed).Msg("request")
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -129,6 +131,7 @@ func (s *Server) rateLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.limiter != nil {
 			if ok, wait := s.limiter.allow(s.clientAddr(r)); !ok {
+				annotate(r, func(a *accessInfo) { s.cfg.Observer.RateLimited(a.route) })
 				s.writeError(w, r, engine.TooSoon("Too many requests from this client; slow down.", wait))
 				return
 			}

@@ -36,7 +36,8 @@ type errorBody struct {
 	ID      string               `json:"id"`
 	Code    string               `json:"code"`
 	Message string               `json:"message"`
-	Details []engine.ErrorDetail `json:"details,omitempty"`
+	// Details is never null: clients may rely on the array.
+	Details []engine.ErrorDetail `json:"details"`
 }
 
 // writeError renders an error; the cause goes to the log only.
@@ -56,7 +57,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, e.Status, plainJSON, errorBody{ID: id, Code: e.Code, Message: e.Message, Details: e.Details})
+	details := e.Details
+	if details == nil {
+		details = []engine.ErrorDetail{}
+	}
+	writeJSON(w, e.Status, plainJSON, errorBody{ID: id, Code: e.Code, Message: e.Message, Details: details})
 }
 
 // link is one HAL link.

@@ -44,6 +44,52 @@ type Config struct {
 	// from X-Forwarded-For. None by default: the header is ignored, since
 	// any client can send it.
 	TrustedProxies []netip.Prefix
+	// Observer learns what the API does, for metrics; nil: nothing.
+	Observer Observer
+	// Metrics, when set, is served at GET /metrics (nil when the node
+	// serves its metrics on a listener of their own).
+	Metrics http.Handler
+}
+
+// Observer counts requests and their outcomes. Labels it is given are
+// bounded: route patterns, catalog names, codes. Implementations must be
+// safe for concurrent use and cheap: they run on every request.
+type Observer interface {
+	// Request is one answered request: the matched route pattern ("" when
+	// none matched), method, status and how long it took.
+	Request(route, method string, status int, elapsed time.Duration)
+	// RateLimited is one request refused by the per-client rate limit.
+	RateLimited(route string)
+	// Started is one flow start: "ok" or its error's outcome (Outcome).
+	Started(outcome string)
+	// Acted is one action on an execution ("unknown" when the content
+	// type names none) and its outcome.
+	Acted(action, outcome string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Request(string, string, int, time.Duration) {}
+func (nopObserver) RateLimited(string)                         {}
+func (nopObserver) Started(string)                             {}
+func (nopObserver) Acted(string, string)                       {}
+
+// Outcome names how a request ended, for counting: "ok", a refused
+// passcode's detail code (invalid_otp, otp_expired, ...), or the error's
+// code in lower case (action_not_allowed, request_limited, ...).
+func Outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	e := engine.AsError(err)
+	if e.Code == engine.CodeInvalidData && len(e.Details) > 0 {
+		switch d := e.Details[0].Code; d {
+		case engine.DetailInvalidOTP, engine.DetailOTPExpired, engine.DetailOTPVoid, engine.DetailOTPReplayed,
+			engine.DetailLimitExceeded, engine.DetailPolicyViolation:
+			return strings.ToLower(d)
+		}
+	}
+	return strings.ToLower(e.Code)
 }
 
 // Server is the API's http.Handler.
@@ -52,18 +98,32 @@ type Server struct {
 	router  *mux.Router
 	handler http.Handler // the router inside its middleware
 	limiter *limiter
+	routes  []Route
+}
+
+// Route is one path of the router and the methods it serves.
+type Route struct {
+	Path    string // the path template, as in the OpenAPI document
+	Methods []string
 }
 
 // New builds the router.
 func New(cfg Config) *Server {
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	s := &Server{cfg: cfg, router: mux.NewRouter()}
 	if cfg.RateLimit > 0 {
 		s.limiter = newLimiter(cfg.RateLimit, int(2*cfg.RateLimit+1), 10*time.Minute)
 	}
 	r := s.router
 	r.Use(recordRoute)
-	s.route(r, "/healthz", methods{http.MethodGet: s.healthz})
-	s.route(r, "/readyz", methods{http.MethodGet: s.readyz})
+	s.route(r, "/healthz", methods{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
+	s.route(r, "/readyz", methods{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
+	s.route(r, "/openapi.json", methods{http.MethodGet: s.openAPI})
+	if cfg.Metrics != nil {
+		s.route(r, "/metrics", methods{http.MethodGet: cfg.Metrics.ServeHTTP})
+	}
 
 	m := r.PathPrefix("/environments/{envID}").Subrouter()
 	m.Use(s.requireAPIKey)
@@ -79,7 +139,9 @@ func New(cfg Config) *Server {
 	x.Use(s.rateLimit)
 	s.route(x, "", methods{http.MethodPost: s.requireAPIKey(http.HandlerFunc(s.startExecution)).ServeHTTP})
 	s.route(x, "/{executionID}", methods{http.MethodGet: s.getExecution, http.MethodPost: s.actOnExecution})
-	s.route(x, "/{executionID}/{resource}", methods{http.MethodGet: s.getResource})
+	for _, name := range cfg.Runner.Steps().ResourceNames() {
+		s.route(x, "/{executionID}/"+name, methods{http.MethodGet: s.getResource(name)})
+	}
 
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeError(w, req, &engine.Error{Status: http.StatusNotFound, Code: engine.CodeNotFound,
@@ -103,7 +165,7 @@ func (s *Server) route(r *mux.Router, path string, handlers methods) {
 	}
 	sort.Strings(allowed)
 	allow := strings.Join(allowed, ", ")
-	r.HandleFunc(path, func(w http.ResponseWriter, req *http.Request) {
+	rt := r.HandleFunc(path, func(w http.ResponseWriter, req *http.Request) {
 		if h, ok := handlers[req.Method]; ok {
 			h(w, req)
 			return
@@ -112,7 +174,15 @@ func (s *Server) route(r *mux.Router, path string, handlers methods) {
 		s.writeError(w, req, &engine.Error{Status: http.StatusMethodNotAllowed, Code: engine.CodeMethodNotAllowed,
 			Message: "Method " + req.Method + " is not allowed here; allowed: " + allow + "."})
 	})
+	tpl, err := rt.GetPathTemplate()
+	if err != nil {
+		panic("hal: route " + path + ": " + err.Error())
+	}
+	s.routes = append(s.routes, Route{Path: tpl, Methods: allowed})
 }
+
+// Routes lists every path the router serves, in registration order.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 
 // ServeHTTP runs the middleware chain around the router.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -470,6 +470,9 @@ func (s *Step) deviceView(r *run) map[string]any {
 // QRCodeResource is the name of the TOTP QR code under the execution URL.
 const QRCodeResource = "qrcode.png"
 
+// ResourceNames: the QR code is the step's one resource.
+func (s *Step) ResourceNames() []string { return []string{QRCodeResource} }
+
 // Resource serves the PNG QR code of a pending TOTP device.
 func (s *Step) Resource(_ context.Context, sc *engine.StepContext, name string) (string, []byte, error) {
 	r, err := s.load(sc)

@@ -14,6 +14,7 @@ import (
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/metrics"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store"
@@ -34,7 +35,9 @@ type Options struct {
 	// DeliveryBudget bounds one delivery, retries included; 0:
 	// dispatch.DefaultBudget.
 	DeliveryBudget time.Duration
-	Observer       dispatch.Observer // delivery outcomes, for metrics; nil: none
+	// Metrics, when set, observes the node: its store operations, ended
+	// steps and deliveries (the HTTP layer is given it by the caller).
+	Metrics *metrics.Metrics
 	// AllowLocalDestinations lets channels saved through the API reach
 	// this machine (dispatch.Options.AllowLocalDestinations): for tests
 	// whose fake providers listen on 127.0.0.1, never for serve.
@@ -46,6 +49,9 @@ type Options struct {
 type Node struct {
 	Runner     *engine.Runner
 	Dispatcher *dispatch.Dispatcher
+	// Store is the store every part of the node uses (instrumented when
+	// Options.Metrics is set): hand this one to the HTTP layer too.
+	Store store.Store
 }
 
 // Build validates the configuration and returns the runner with every
@@ -72,25 +78,31 @@ func Build(o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	dispatcher, err := dispatch.New(dispatch.Options{Store: o.Store, Sealer: configSealer, Outbox: o.Outbox,
-		Budget: o.DeliveryBudget, Observer: o.Observer, Log: o.Log, Envs: deliveryEnvs,
+	st := o.Store
+	var deliveries dispatch.Observer
+	var steps engine.Observer
+	if o.Metrics != nil {
+		st, deliveries, steps = o.Metrics.Store(st), o.Metrics, o.Metrics
+	}
+	dispatcher, err := dispatch.New(dispatch.Options{Store: st, Sealer: configSealer, Outbox: o.Outbox,
+		Budget: o.DeliveryBudget, Observer: deliveries, Log: o.Log, Envs: deliveryEnvs,
 		AllowLocalDestinations: o.AllowLocalDestinations})
 	if err != nil {
 		return nil, err
 	}
 	warnMissingChannels(o.Log, envs, deliveryEnvs)
 	step := mfaenroll.New(mfaenroll.Deps{
-		Devices: o.Store, Messenger: dispatcher,
+		Devices: st, Messenger: dispatcher,
 		Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: o.Log,
 	})
-	runner := engine.NewRunner(o.Store, engine.NewStepRegistry(step), envs,
-		engine.Options{Now: o.Now, TTL: o.TTL, EffectWait: o.DeliveryWait, Log: o.Log})
+	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs,
+		engine.Options{Now: o.Now, TTL: o.TTL, EffectWait: o.DeliveryWait, Log: o.Log, Observer: steps})
 	for _, env := range envs {
 		if err := runner.ConfigureFlows(env, flows[env.ID]); err != nil {
 			return nil, fmt.Errorf("environment %s: %w", env.ID, err)
 		}
 	}
-	return &Node{Runner: runner, Dispatcher: dispatcher}, nil
+	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st}, nil
 }
 
 // warnMissingChannels tells the operator at start-up about a method that a

@@ -1,7 +1,10 @@
 // Package apptest builds a whole enrollflow API in-process for tests and
 // benchmarks: the real router, engine, enrollment step and store (memory,
 // or a real Redis), with an injectable clock and a delivery channel that
-// records what it would have sent so a test can read the passcode.
+// records what it would have sent so a test can read the passcode. In a
+// test (not a benchmark) every request and response through the API is
+// validated against the OpenAPI document (hal/openapitest), so a test whose
+// traffic the document does not describe fails.
 package apptest
 
 import (
@@ -9,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +26,8 @@ import (
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/hal"
+	"github.com/enrollflow/enrollflow/hal/openapitest"
+	"github.com/enrollflow/enrollflow/metrics"
 	"github.com/enrollflow/enrollflow/store"
 	"github.com/enrollflow/enrollflow/store/storetest"
 )
@@ -93,13 +99,17 @@ type Options struct {
 
 // API is one node: its handler plus what a test needs to look inside.
 type API struct {
+	// Handler is the node's router and middleware; in tests it checks
+	// every exchange against the OpenAPI document.
 	Handler    http.Handler
+	Server     *hal.Server
 	Runner     *engine.Runner
 	Dispatcher *dispatch.Dispatcher
 	Store      store.Store
 	Clock      *Clock
 	Outbox     *Outbox
 	Env        *engine.Environment
+	Metrics    *metrics.Metrics // served at /metrics
 }
 
 // New wires a node the same way `enrollflow serve` does, with the
@@ -115,15 +125,32 @@ func New(tb testing.TB, o Options) *API {
 	}
 	file = withOutboxChannels(file)
 	outbox := &Outbox{}
+	m := metrics.New(metrics.Build{Version: "test", Commit: "test", GoVersion: runtime.Version()})
 	node, err := app.Build(app.Options{Config: file, Store: o.Store, Outbox: outbox, Secret: Secret, Now: o.Clock.Now,
-		Log: o.Log, DeliveryWait: o.DeliveryWait, AllowLocalDestinations: true})
+		Log: o.Log, DeliveryWait: o.DeliveryWait, AllowLocalDestinations: true, Metrics: m})
 	if err != nil {
 		tb.Fatalf("build node: %v", err)
 	}
 	env, _ := node.Runner.Environment(file.Environments[0].ID)
-	h := hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Store: o.Store, Log: o.Log, RateLimit: o.RateLimit,
-		TrustedProxies: o.TrustedProxies, BaseURL: "http://enrollflow.test"})
-	return &API{Handler: h, Runner: node.Runner, Dispatcher: node.Dispatcher, Store: o.Store, Clock: o.Clock, Outbox: outbox, Env: env}
+	srv := hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Store: node.Store, Log: o.Log, RateLimit: o.RateLimit,
+		TrustedProxies: o.TrustedProxies, BaseURL: "http://enrollflow.test", Observer: m, Metrics: m.Handler()})
+	return &API{Handler: Validated(tb, srv), Server: srv, Runner: node.Runner, Dispatcher: node.Dispatcher, Store: o.Store,
+		Clock: o.Clock, Outbox: outbox, Env: env, Metrics: m}
+}
+
+// Validated wraps h so that every exchange is checked against the OpenAPI
+// document, failing tb for any the document does not describe. Benchmarks
+// get h itself: they measure the service, not the validator.
+func Validated(tb testing.TB, h http.Handler) http.Handler {
+	tb.Helper()
+	if _, bench := tb.(*testing.B); bench {
+		return h
+	}
+	v, err := openapitest.Load()
+	if err != nil {
+		tb.Fatalf("OpenAPI document: %v", err)
+	}
+	return v.Handler(tb, h)
 }
 
 // withOutboxChannels gives every environment that configures no channels

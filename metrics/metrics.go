@@ -1,0 +1,176 @@
+// Package metrics is enrollflow's Prometheus instrumentation: one registry
+// per node with the counters and histograms of every front door (HTTP
+// requests, flow starts and actions, enrollments), of passcode deliveries,
+// of the store, and the build information. The packages it observes know
+// nothing of Prometheus: hal, engine and dispatch call small observer
+// interfaces that *Metrics implements, and the store is wrapped (Store).
+//
+// No label ever holds an id, an address or any other value a client
+// chooses: labels are route patterns, catalog names, codes and types, so
+// every series set is bounded.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/enrollflow/enrollflow/delivery/dispatch"
+	"github.com/enrollflow/enrollflow/mfa"
+)
+
+// Build identifies the running binary.
+type Build struct {
+	Version, Commit, GoVersion string
+}
+
+// Metrics holds one node's collectors.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	rateLimited     *prometheus.CounterVec
+	starts          *prometheus.CounterVec
+	actions         *prometheus.CounterVec
+	enrollments     *prometheus.CounterVec
+	deliveries      *prometheus.CounterVec
+	deliveryTime    *prometheus.HistogramVec
+	storeOps        *prometheus.CounterVec
+	storeDuration   *prometheus.HistogramVec
+}
+
+// Latency buckets, in seconds: requests take a fraction of a millisecond on
+// memory and a few on Redis; one store call is a loopback round trip.
+var (
+	requestBuckets  = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+	storeBuckets    = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
+	deliveryBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+)
+
+// New creates the collectors in a registry of their own, with the Go
+// runtime and process collectors beside them.
+func New(b Build) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enrollflow_http_requests_total",
+			Help: "HTTP requests by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "enrollflow_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route pattern and method.",
+			Buckets: requestBuckets,
+		}, []string{"route", "method"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enrollflow_rate_limited_requests_total",
+			Help: "Requests refused by the per-client rate limit, by route pattern.",
+		}, []string{"route"}),
+		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enrollflow_flow_starts_total",
+			Help: "Flow execution starts by outcome (ok, or the error's code).",
+		}, []string{"outcome"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enrollflow_flow_actions_total",
+			Help: "Flow actions by action and outcome (ok, or the error's code; a refused passcode by its detail code).",
+		}, []string{"action", "outcome"}),
+		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enrollflow_enrollments_total",
+			Help: "Enrollment steps that ended, by device type (none when skipped) and result.",
+		}, []string{"type", "result"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enrollflow_passcode_deliveries_total",
+			Help: "Passcode deliveries by method, channel type and outcome (sent, refused, failed).",
+		}, []string{"method", "channel", "outcome"}),
+		deliveryTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "enrollflow_passcode_delivery_duration_seconds",
+			Help:    "Time to hand a passcode to its provider, retries included, by method and channel type.",
+			Buckets: deliveryBuckets,
+		}, []string{"method", "channel"}),
+		storeOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "enrollflow_store_operations_total",
+			Help: "Store operations by operation and outcome.",
+		}, []string{"operation", "outcome"}),
+		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "enrollflow_store_operation_duration_seconds",
+			Help:    "Time of one store operation, by operation.",
+			Buckets: storeBuckets,
+		}, []string{"operation"}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "enrollflow_build_info",
+		Help: "The running binary: always 1, with its version, commit and Go version as labels.",
+	}, []string{"version", "commit", "goversion"})
+	build.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
+	m.registry.MustRegister(m.requests, m.requestDuration, m.rateLimited, m.starts, m.actions,
+		m.enrollments, m.deliveries, m.deliveryTime, m.storeOps, m.storeDuration, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// Registry is the node's registry, for tests and embedding.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Request counts one HTTP request (hal.Observer). route is the matched
+// pattern ("" when nothing matched); method is folded to the standard ones,
+// since any token is a valid method.
+func (m *Metrics) Request(route, method string, status int, elapsed time.Duration) {
+	if route == "" {
+		route = "unmatched"
+	}
+	method = knownMethod(method)
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.requestDuration.WithLabelValues(route, method).Observe(elapsed.Seconds())
+}
+
+// RateLimited counts one refusal of the rate limit (hal.Observer).
+func (m *Metrics) RateLimited(route string) { m.rateLimited.WithLabelValues(route).Inc() }
+
+// Started counts one flow start (hal.Observer).
+func (m *Metrics) Started(outcome string) { m.starts.WithLabelValues(outcome).Inc() }
+
+// Acted counts one action (hal.Observer).
+func (m *Metrics) Acted(action, outcome string) { m.actions.WithLabelValues(action, outcome).Inc() }
+
+// StepEnded counts an ended enrollment step (engine.Observer). Other step
+// types are not enrollments and are not counted here.
+func (m *Metrics) StepEnded(stepType, result string, outputs map[string]any) {
+	if stepType != "MFA_DEVICE_ENROLLMENT" {
+		return
+	}
+	deviceType := "none"
+	if dev, ok := outputs["device"].(map[string]any); ok {
+		if s, ok := dev["type"].(string); ok {
+			if t, known := mfa.ParseDeviceType(s); known {
+				deviceType = string(t)
+			}
+		}
+	}
+	m.enrollments.WithLabelValues(deviceType, result).Inc()
+}
+
+// Delivered counts one passcode delivery (dispatch.Observer).
+func (m *Metrics) Delivered(o dispatch.Outcome) {
+	m.deliveries.WithLabelValues(string(o.Method), o.Channel, o.Result).Inc()
+	m.deliveryTime.WithLabelValues(string(o.Method), o.Channel).Observe(o.Duration.Seconds())
+}
+
+var _ dispatch.Observer = (*Metrics)(nil)
+
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
