@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/hal"
-	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/store"
 )
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
@@ -16,7 +17,6 @@ import (
 	"github.com/enrollflow/enrollflow/delivery/templates"
 	"github.com/enrollflow/enrollflow/delivery/twilio"
 	"github.com/enrollflow/enrollflow/delivery/webhook"
-	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 )
 
 // Passcodes over real channels: e-mail through a real SMTP server, SMS and

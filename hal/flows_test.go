@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/delivery/templates"
-	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/mfa"
 )
 

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
+	"github.com/enrollflow/enrollflow/delivery"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")

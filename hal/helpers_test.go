@@ -18,8 +18,8 @@ import (
 	"testing"
 
 	"github.com/enrollflow/enrollflow/actions"
-	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/store"
 	"github.com/enrollflow/enrollflow/store/memory"
 	"github.com/enrollflow/enrollflow/store/redis"

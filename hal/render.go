@@ -33,9 +33,9 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
 
 // errorBody is the error body every failure gets.
 type errorBody struct {
-	ID      string               `json:"id"`
-	Code    string               `json:"code"`
-	Message string               `json:"message"`
+	ID      string `json:"id"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
 	// Details is never null: clients may rely on the array.
 	Details []engine.ErrorDetail `json:"details"`
 }

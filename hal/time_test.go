@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/mfa"
 )
 

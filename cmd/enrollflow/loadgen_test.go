@@ -17,10 +17,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/app"
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/hal"
-	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/store/memory"
 )
 
