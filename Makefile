@@ -4,14 +4,18 @@ BIN      := bin/enrollflow
 PKGS     := ./...
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 20s
+# What `enrollflow version` and enrollflow_build_info report.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: run build test bench bench-go bench-load lint fuzz clean
 
 run: ## start the service on the embedded memory store with the demo environment
-	$(GO) run ./cmd/enrollflow serve --outbox ./outbox
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/enrollflow serve --outbox ./outbox
 
 build:
-	$(GO) build -o $(BIN) ./cmd/enrollflow
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/enrollflow
 
 test: ## the whole suite, with the race detector
 	$(GO) test -race -count=1 $(PKGS)

@@ -2,6 +2,7 @@ package hal
 
 import (
 	"context"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/netip"
@@ -226,4 +227,32 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// requireClientCert refuses a request that did not come with a client
+// certificate verified against the node's client CA, when the node has one
+// (Config.RequireClientCert): the routes behind it are machine-to-machine.
+func (s *Server) requireClientCert(next http.Handler) http.Handler {
+	if !s.cfg.RequireClientCert {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ClientCertificate(r) == nil {
+			// 403, not 401: there is no HTTP challenge to answer, the
+			// certificate belongs in the TLS handshake.
+			s.writeError(w, r, &engine.Error{Status: http.StatusForbidden, Code: engine.CodeAccessFailed,
+				Message: "A client certificate issued by this service's client CA is required here; present it in the TLS handshake."})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ClientCertificate is the client certificate the TLS handshake verified,
+// or nil (plain HTTP, none presented).
+func ClientCertificate(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return r.TLS.VerifiedChains[0][0]
 }

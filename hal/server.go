@@ -49,6 +49,10 @@ type Config struct {
 	// Metrics, when set, is served at GET /metrics (nil when the node
 	// serves its metrics on a listener of their own).
 	Metrics http.Handler
+	// RequireClientCert makes the machine-to-machine routes (the
+	// management API, /metrics) refuse requests without a verified client
+	// certificate. Set it when the listener has a client CA.
+	RequireClientCert bool
 }
 
 // Observer counts requests and their outcomes. Labels it is given are
@@ -122,11 +126,11 @@ func New(cfg Config) *Server {
 	s.route(r, "/readyz", methods{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
 	s.route(r, "/openapi.json", methods{http.MethodGet: s.openAPI})
 	if cfg.Metrics != nil {
-		s.route(r, "/metrics", methods{http.MethodGet: cfg.Metrics.ServeHTTP})
+		s.route(r, "/metrics", methods{http.MethodGet: s.requireClientCert(cfg.Metrics).ServeHTTP})
 	}
 
 	m := r.PathPrefix("/environments/{envID}").Subrouter()
-	m.Use(s.requireAPIKey)
+	m.Use(s.requireClientCert, s.requireAPIKey)
 	s.route(m, "/flows", methods{http.MethodGet: s.listFlows, http.MethodPost: s.createFlow})
 	s.route(m, "/flows/{flowID}", methods{http.MethodGet: s.getFlow, http.MethodPut: s.replaceFlow, http.MethodDelete: s.deleteFlow})
 	s.route(m, "/deviceAuthenticationPolicies", methods{http.MethodGet: s.listPolicies})

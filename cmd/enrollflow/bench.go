@@ -97,12 +97,13 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 // bench runs `enrollflow bench`. It returns an error (exit status 1) when
 // any enrollment failed or none completed, after printing the report.
 func bench(args []string) error {
-	o, err := parseBenchFlags(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
+	out := os.Stderr
+	if wantsHelp(args) {
+		out = os.Stdout // asked for: it is the output, not an error
 	}
+	o, err := parseBenchFlags(args, out)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -24,6 +24,7 @@ import (
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/hal"
+	"github.com/enrollflow/enrollflow/metrics"
 	"github.com/enrollflow/enrollflow/store"
 	"github.com/enrollflow/enrollflow/store/memory"
 	"github.com/enrollflow/enrollflow/store/redis"
@@ -32,10 +33,29 @@ import (
 // serveOptions are serve's flags; each has an ENROLLFLOW_* equivalent.
 type serveOptions struct {
 	listen, redisURL, configPath, outbox, logLevel, logFormat, publicURL, corsOrigins string
+	metricsListen, tlsCert, tlsKey, tlsClientCA                                       string
 	ttl, deliveryWait, deliveryTimeout                                                time.Duration
 	rateLimit                                                                         float64
 	trustedProxies                                                                    []netip.Prefix
 }
+
+// shutdownGrace bounds how long a graceful shutdown waits for requests in
+// flight; deliveries in flight then get up to --delivery-timeout more.
+const shutdownGrace = 20 * time.Second
+
+const serveUsage = `Usage: enrollflow serve [flags]
+
+Runs the service: the HAL+JSON flow API, the management API, /healthz,
+/readyz, /metrics and /openapi.json. Every flag has an ENROLLFLOW_*
+environment variable; secrets come only from the environment
+(ENROLLFLOW_SECRET, ENROLLFLOW_API_KEY).
+
+SIGINT or SIGTERM shuts down gracefully (at most 20 s for requests in flight,
+then up to --delivery-timeout for passcodes on their way); a second one exits
+at once. SIGHUP reloads the TLS certificate and key.
+
+Flags:
+`
 
 func envOr(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
@@ -47,6 +67,13 @@ func envOr(name, def string) string {
 func parseServeFlags(args []string) (serveOptions, error) {
 	var o serveOptions
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), serveUsage)
+		fs.PrintDefaults()
+	}
+	if wantsHelp(args) {
+		fs.SetOutput(os.Stdout) // asked for: it is the output, not an error
+	}
 	fs.StringVar(&o.listen, "listen", envOr("ENROLLFLOW_LISTEN", "127.0.0.1:8080"), "address to listen on (ENROLLFLOW_LISTEN)")
 	fs.StringVar(&o.redisURL, "redis-url", envOr("ENROLLFLOW_REDIS_URL", ""), "redis://host:port/db, or a comma-separated list of cluster nodes; empty: the memory store (ENROLLFLOW_REDIS_URL)")
 	fs.StringVar(&o.configPath, "config", envOr("ENROLLFLOW_CONFIG", ""), "configuration file (YAML or JSON); empty: the built-in demo environment (ENROLLFLOW_CONFIG)")
@@ -75,8 +102,21 @@ func parseServeFlags(args []string) (serveOptions, error) {
 	fs.Float64Var(&o.rateLimit, "rate-limit", rl, "requests per second per client address on /{envID}/flowExecutions; 0 disables (ENROLLFLOW_RATE_LIMIT)")
 	var proxies string
 	fs.StringVar(&proxies, "trusted-proxies", envOr("ENROLLFLOW_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of the load balancers in front, whose X-Forwarded-For names the client for the rate limit; empty: none (ENROLLFLOW_TRUSTED_PROXIES)")
+	fs.StringVar(&o.metricsListen, "metrics-listen", envOr("ENROLLFLOW_METRICS_LISTEN", ""), "serve /metrics on this address instead of --listen, e.g. 127.0.0.1:9090 (ENROLLFLOW_METRICS_LISTEN)")
+	fs.StringVar(&o.tlsCert, "tls-cert", envOr("ENROLLFLOW_TLS_CERT", ""), "PEM certificate chain: serve HTTPS (with --tls-key; SIGHUP reloads both) (ENROLLFLOW_TLS_CERT)")
+	fs.StringVar(&o.tlsKey, "tls-key", envOr("ENROLLFLOW_TLS_KEY", ""), "PEM private key of --tls-cert (ENROLLFLOW_TLS_KEY)")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", envOr("ENROLLFLOW_TLS_CLIENT_CA", ""), "PEM CA certificates: ask for client certificates, verify them, and require one on the management API and /metrics (ENROLLFLOW_TLS_CLIENT_CA)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("serve: unexpected arguments %q (flags only; see enrollflow serve --help)", fs.Args())
+	}
+	switch {
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return o, errors.New("--tls-cert and --tls-key go together")
+	case o.tlsClientCA != "" && o.tlsCert == "":
+		return o, errors.New("--tls-client-ca needs --tls-cert and --tls-key: client certificates are verified in the TLS handshake")
 	}
 	for _, item := range splitList(proxies) {
 		p, err := netip.ParsePrefix(item)
@@ -125,13 +165,35 @@ func newLogger(level, format string, out io.Writer) (zerolog.Logger, error) {
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
 }
 
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "--h":
+			return true
+		}
+	}
+	return false
+}
+
 func serve(args []string) error {
 	o, err := parseServeFlags(args)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// The first SIGINT or SIGTERM starts a graceful shutdown; a second one
+	// means "now": an operator who has waited long enough, or a supervisor
+	// that escalated.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "enrollflow: second signal: exiting without waiting for requests and deliveries in flight")
+		os.Exit(1)
+	}()
 	return runServe(ctx, o, os.Stdout, os.Stderr, nil)
 }
 
@@ -188,48 +250,86 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 	if err != nil {
 		return fmt.Errorf("--outbox: %w", err)
 	}
+	build := buildInfo()
+	m := metrics.New(build)
 	node, err := app.Build(app.Options{
 		Config: file, Store: st, Secret: master, TTL: o.ttl, Log: log, Outbox: outbox,
-		DeliveryWait: o.deliveryWait, DeliveryBudget: o.deliveryTimeout,
+		DeliveryWait: o.deliveryWait, DeliveryBudget: o.deliveryTimeout, Metrics: m,
 	})
 	if err != nil {
 		return err
 	}
 
-	srv := &http.Server{
-		Handler: hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Store: st, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
-			CORSOrigins: splitList(o.corsOrigins), TrustedProxies: o.trustedProxies}),
-		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 16 << 10,
+	api := hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Store: node.Store, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
+		CORSOrigins: splitList(o.corsOrigins), TrustedProxies: o.trustedProxies, Observer: m, RequireClientCert: o.tlsClientCA != ""}
+	if o.metricsListen == "" {
+		api.Metrics = m.Handler()
+	}
+	srv := newHTTPServer(hal.New(api))
+	scheme := "http"
+	if o.tlsCert != "" {
+		cert, err := loadCertificate(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return err
+		}
+		if srv.TLSConfig, err = serverTLS(cert, o.tlsClientCA); err != nil {
+			return err
+		}
+		stopReloads := reloadOnSIGHUP(cert, log)
+		defer stopReloads()
+		scheme = "https"
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	servers := []*http.Server{srv}
+	errc := make(chan error, 2)
+	if o.metricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		msrv := newHTTPServer(mux)
+		mln, err := net.Listen("tcp", o.metricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		servers = append(servers, msrv)
+		log.Info().Str("listen", mln.Addr().String()).Msg("metrics serving")
+		go func() { errc <- msrv.Serve(mln) }()
+	}
 	storeName := "memory"
 	if o.redisURL != "" {
 		storeName = "redis"
 	}
-	log.Info().Str("listen", ln.Addr().String()).Str("store", storeName).Str("outbox", outbox.Dir()).Msg("enrollflow serving")
+	log.Info().Str("listen", ln.Addr().String()).Str("scheme", scheme).Str("store", storeName).Str("outbox", outbox.Dir()).
+		Str("version", build.Version).Msg("enrollflow serving")
 	if o.configPath == "" {
-		printDemoBanner(stdout, ln.Addr().String(), generatedKey, outbox.Dir())
+		printDemoBanner(stdout, scheme+"://"+ln.Addr().String(), generatedKey, outbox.Dir())
 	}
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
 	log.Info().Msg("shutting down: finishing requests in flight")
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 20*time.Second)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancelShutdown()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for _, s := range servers {
+		if err := s.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 	}
 	// Passcodes still on their way were promised to users: let them go out,
 	// for as long as one delivery may take.
@@ -239,6 +339,40 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 		log.Warn().Msg("shutting down with passcode deliveries still in flight")
 	}
 	return nil
+}
+
+// newHTTPServer is an http.Server with the timeouts every listener needs
+// against slow clients.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 16 << 10,
+	}
+}
+
+// reloadOnSIGHUP reloads the certificate on every SIGHUP until the
+// returned function is called. A pair that fails to load is logged and the
+// one in use stays.
+func reloadOnSIGHUP(cert *certificate, log zerolog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := cert.reload(); err != nil {
+					log.Error().Err(err).Msg("TLS certificate reload failed; keeping the one in use")
+				} else {
+					log.Info().Msg("TLS certificate reloaded")
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }
 
 // durationFlag defines a duration flag whose default comes from an
@@ -254,7 +388,7 @@ func durationFlag(fs *flag.FlagSet, dst *time.Duration, name, envName, def, usag
 
 // printDemoBanner tells a person on a fresh machine how to begin. The key
 // is printed only when this process generated it.
-func printDemoBanner(out io.Writer, addr, generatedKey, outbox string) {
+func printDemoBanner(out io.Writer, base, generatedKey, outbox string) {
 	key := "$ENROLLFLOW_API_KEY"
 	if generatedKey != "" {
 		key = generatedKey
@@ -262,12 +396,12 @@ func printDemoBanner(out io.Writer, addr, generatedKey, outbox string) {
 	}
 	fmt.Fprintf(out, `
 Start an enrollment:
-  curl -s -X POST http://%s/%s/flowExecutions \
+  curl -s -X POST %s/%s/flowExecutions \
     -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
     -d '{"flow":{"id":"%s"},"inputs":{"user":{"id":"user-1","email":"jane@example.com"}}}'
 Passcodes are written to %s
 
-`, addr, config.DemoEnvironmentID, key, config.DemoFlowID, outbox)
+`, base, config.DemoEnvironmentID, key, config.DemoFlowID, outbox)
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

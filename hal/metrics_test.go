@@ -1,0 +1,120 @@
+package hal_test
+
+import (
+	"bytes"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
+)
+
+// scrape reads /metrics and returns every enrollflow counter as
+// "name{label="value",...}" → value, and every label value seen.
+func (n *node) scrape() (counters map[string]float64, labelValues []string) {
+	n.t.Helper()
+	r := n.do(http.MethodGet, "/metrics", "", "")
+	mustStatus(n.t, r, http.StatusOK)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(r.Raw))
+	if err != nil {
+		n.t.Fatalf("/metrics is not the text exposition format: %v", err)
+	}
+	counters = map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labelValues = append(labelValues, l.GetValue())
+			}
+			if f.GetType() == dto.MetricType_COUNTER && strings.HasPrefix(name, "enrollflow_") {
+				counters[series(name, m)] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return counters, labelValues
+}
+
+func series(name string, m *dto.Metric) string {
+	var labels []string
+	for _, l := range m.GetLabel() {
+		labels = append(labels, l.GetName()+"="+`"`+l.GetValue()+`"`)
+	}
+	sort.Strings(labels)
+	return name + "{" + strings.Join(labels, ",") + "}"
+}
+
+// TestMetricsOfAnEnrollment: start, device.create, a wrong passcode and the
+// right one move exactly the counters they should, and no label holds an
+// id or an address.
+func TestMetricsOfAnEnrollment(t *testing.T) {
+	forEachStore(t, func(t *testing.T, b *backend) {
+		n := newNode(t, b, apptest.Options{})
+		before, _ := n.scrape()
+
+		const user, email = "metrics-user-7", "metrics-user-7@example.com"
+		id := n.startFlow(demoFlow, map[string]any{"id": user, "email": email})
+		created := n.create(id, "EMAIL")
+		mustStatus(t, created, http.StatusOK)
+		deviceID := str(created.Body, "device", "id")
+		code := n.passcode(email)
+		wrong := "000000"
+		if code == wrong {
+			wrong = "111111"
+		}
+		mustError(t, n.activate(id, wrong), http.StatusBadRequest, "INVALID_DATA", detail{"otp", "INVALID_OTP"})
+		mustState(t, n.activate(id, code), "COMPLETED")
+
+		after, labels := n.scrape()
+		const (
+			start = `route="/{envID}/flowExecutions"`
+			act   = `route="/{envID}/flowExecutions/{executionID}"`
+		)
+		want := map[string]float64{
+			`enrollflow_flow_starts_total{outcome="ok"}`:                                            1,
+			`enrollflow_flow_actions_total{action="device.create",outcome="ok"}`:                    1,
+			`enrollflow_flow_actions_total{action="device.activate",outcome="invalid_otp"}`:         1,
+			`enrollflow_flow_actions_total{action="device.activate",outcome="ok"}`:                  1,
+			`enrollflow_enrollments_total{result="ENROLLED",type="EMAIL"}`:                          1,
+			`enrollflow_passcode_deliveries_total{channel="outbox",method="EMAIL",outcome="sent"}`:  1,
+			`enrollflow_http_requests_total{method="POST",` + start + `,status="201"}`:              1,
+			`enrollflow_http_requests_total{method="POST",` + act + `,status="200"}`:                2,
+			`enrollflow_http_requests_total{method="POST",` + act + `,status="400"}`:                1,
+			`enrollflow_http_requests_total{method="GET",route="/metrics",status="200"}`:            1, // the first scrape
+			`enrollflow_store_operations_total{operation="create_execution",outcome="ok"}`:          1,
+			`enrollflow_store_operations_total{operation="get_execution",outcome="ok"}`:             3,
+			`enrollflow_store_operations_total{operation="update_execution",outcome="ok"}`:          2,
+			`enrollflow_store_operations_total{operation="commit_enrollment",outcome="ok"}`:         1,
+			`enrollflow_store_operations_total{operation="count_devices",outcome="ok"}`:             1,
+			`enrollflow_store_operations_total{operation="get_document",outcome="not_found"}`:       1, // the demo flow is configured, not saved
+			`enrollflow_store_operations_total{operation="list_documents",outcome="ok"}`:            2, // templates and channels, cached after
+		}
+		for s, v := range after {
+			if d := v - before[s]; d != want[s] {
+				t.Errorf("%s moved by %v, want %v", s, d, want[s])
+			}
+		}
+		for s, v := range want {
+			if _, ok := after[s]; !ok {
+				t.Errorf("%s is missing (want +%v)", s, v)
+			}
+		}
+
+		hexID := regexp.MustCompile(`[0-9a-f]{16}`)
+		for _, v := range labels {
+			for _, secret := range []string{id, id[:8], deviceID, user, email} {
+				if strings.Contains(v, secret) {
+					t.Errorf("a label value holds an id or address: %q", v)
+				}
+			}
+			if hexID.MatchString(v) && !strings.HasPrefix(v, "go") {
+				t.Errorf("a label value looks like an id: %q", v)
+			}
+		}
+	})
+}
