@@ -76,23 +76,23 @@ func TestMetricsOfAnEnrollment(t *testing.T) {
 			act   = `route="/{envID}/flowExecutions/{executionID}"`
 		)
 		want := map[string]float64{
-			`enrollflow_flow_starts_total{outcome="ok"}`:                                            1,
-			`enrollflow_flow_actions_total{action="device.create",outcome="ok"}`:                    1,
-			`enrollflow_flow_actions_total{action="device.activate",outcome="invalid_otp"}`:         1,
-			`enrollflow_flow_actions_total{action="device.activate",outcome="ok"}`:                  1,
-			`enrollflow_enrollments_total{result="ENROLLED",type="EMAIL"}`:                          1,
-			`enrollflow_passcode_deliveries_total{channel="outbox",method="EMAIL",outcome="sent"}`:  1,
-			`enrollflow_http_requests_total{method="POST",` + start + `,status="201"}`:              1,
-			`enrollflow_http_requests_total{method="POST",` + act + `,status="200"}`:                2,
-			`enrollflow_http_requests_total{method="POST",` + act + `,status="400"}`:                1,
-			`enrollflow_http_requests_total{method="GET",route="/metrics",status="200"}`:            1, // the first scrape
-			`enrollflow_store_operations_total{operation="create_execution",outcome="ok"}`:          1,
-			`enrollflow_store_operations_total{operation="get_execution",outcome="ok"}`:             3,
-			`enrollflow_store_operations_total{operation="update_execution",outcome="ok"}`:          2,
-			`enrollflow_store_operations_total{operation="commit_enrollment",outcome="ok"}`:         1,
-			`enrollflow_store_operations_total{operation="count_devices",outcome="ok"}`:             1,
-			`enrollflow_store_operations_total{operation="get_document",outcome="not_found"}`:       1, // the demo flow is configured, not saved
-			`enrollflow_store_operations_total{operation="list_documents",outcome="ok"}`:            2, // templates and channels, cached after
+			`enrollflow_flow_starts_total{outcome="ok"}`:                                           1,
+			`enrollflow_flow_actions_total{action="device.create",outcome="ok"}`:                   1,
+			`enrollflow_flow_actions_total{action="device.activate",outcome="invalid_otp"}`:        1,
+			`enrollflow_flow_actions_total{action="device.activate",outcome="ok"}`:                 1,
+			`enrollflow_enrollments_total{result="ENROLLED",type="EMAIL"}`:                         1,
+			`enrollflow_passcode_deliveries_total{channel="outbox",method="EMAIL",outcome="sent"}`: 1,
+			`enrollflow_http_requests_total{method="POST",` + start + `,status="201"}`:             1,
+			`enrollflow_http_requests_total{method="POST",` + act + `,status="200"}`:               2,
+			`enrollflow_http_requests_total{method="POST",` + act + `,status="400"}`:               1,
+			`enrollflow_http_requests_total{method="GET",route="/metrics",status="200"}`:           1, // the first scrape
+			`enrollflow_store_operations_total{operation="create_execution",outcome="ok"}`:         1,
+			`enrollflow_store_operations_total{operation="get_execution",outcome="ok"}`:            3,
+			`enrollflow_store_operations_total{operation="update_execution",outcome="ok"}`:         2,
+			`enrollflow_store_operations_total{operation="commit_enrollment",outcome="ok"}`:        1,
+			`enrollflow_store_operations_total{operation="count_devices",outcome="ok"}`:            1,
+			`enrollflow_store_operations_total{operation="get_document",outcome="not_found"}`:      1, // the demo flow is configured, not saved
+			`enrollflow_store_operations_total{operation="list_documents",outcome="ok"}`:           2, // templates and channels, cached after
 		}
 		for s, v := range after {
 			if d := v - before[s]; d != want[s] {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
+	"github.com/enrollflow/enrollflow/hal/openapitest"
 	"github.com/enrollflow/enrollflow/store/redis/redistest"
 )
 
@@ -64,6 +65,8 @@ func startNode(t *testing.T, args ...string) *node {
 	return n
 }
 
+// call sends one request to a node, checking the exchange against the
+// OpenAPI document.
 func call(t *testing.T, method, url, contentType, body string, header ...string) (int, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -76,7 +79,11 @@ func call(t *testing.T, method, url, contentType, body string, header ...string)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	v, err := openapitest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: v.Transport(t, nil)}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,5 +243,40 @@ func TestServeFlagValidation(t *testing.T) {
 	}
 	if err := runServe(context.Background(), o, io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "--log-level") {
 		t.Errorf("bad log level: %v", err)
+	}
+}
+
+// TestServeMetricsListener: with --metrics-listen, /metrics is served there
+// and not on the API's listener.
+func TestServeMetricsListener(t *testing.T) {
+	t.Setenv("ENROLLFLOW_API_KEY", "metrics-listener-key-0123")
+	n := startNode(t, "--outbox", t.TempDir(), "--metrics-listen", "127.0.0.1:0")
+	addr := ""
+	for _, line := range strings.Split(n.stderr.String(), "\n") {
+		var entry struct{ Message, Listen string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Message == "metrics serving" {
+			addr = entry.Listen
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no metrics listener in the log:\n%s", n.stderr)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "enrollflow_build_info{") {
+		t.Fatalf("metrics listener: %d %.300s", resp.StatusCode, body)
+	}
+	if status, _ := call(t, "GET", n.base+"/metrics", "", ""); status != http.StatusNotFound {
+		t.Errorf("/metrics on the API listener: %d, want 404 when --metrics-listen is set", status)
+	}
+	if status, _ := call(t, "HEAD", n.base+"/healthz", "", ""); status != http.StatusOK {
+		t.Errorf("HEAD /healthz: %d", status)
+	}
+	if status, _ := call(t, "HEAD", n.base+"/readyz", "", ""); status != http.StatusOK {
+		t.Errorf("HEAD /readyz: %d", status)
 	}
 }

@@ -35,7 +35,9 @@ func (c *certificate) reload() error {
 	return nil
 }
 
-func (c *certificate) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.current.Load(), nil }
+func (c *certificate) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return c.current.Load(), nil
+}
 
 // serverTLS is the listener's TLS configuration: TLS 1.2 at least, and
 // with a client CA, client certificates asked for and, when presented,
