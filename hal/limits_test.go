@@ -126,6 +126,13 @@ func TestRateLimit(t *testing.T) {
 		for range 5 {
 			mustStatus(t, n.admin(http.MethodGet, "/environments/demo/flows", ""), http.StatusOK)
 		}
+		counters, _ := n.scrape()
+		if got := counters[`enrollflow_rate_limited_requests_total{route="/{envID}/flowExecutions/{executionID}"}`]; got != 1 {
+			t.Errorf("rate-limited requests counted: %v, want 1", got)
+		}
+		if got := counters[`enrollflow_http_requests_total{method="GET",route="/{envID}/flowExecutions/{executionID}",status="429"}`]; got != 1 {
+			t.Errorf("429 answers counted: %v, want 1", got)
+		}
 	})
 }
 

@@ -122,11 +122,14 @@ func New(cfg Config) *Server {
 	}
 	r := s.router
 	r.Use(recordRoute)
-	s.route(r, "/healthz", methods{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
-	s.route(r, "/readyz", methods{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
-	s.route(r, "/openapi.json", methods{http.MethodGet: s.openAPI})
-	if cfg.Metrics != nil {
-		s.route(r, "/metrics", methods{http.MethodGet: s.requireClientCert(cfg.Metrics).ServeHTTP})
+	// mux tries routes in order: the flow executions, which carry nearly
+	// all the traffic, come first.
+	x := r.PathPrefix("/{envID}/flowExecutions").Subrouter()
+	x.Use(s.rateLimit)
+	s.route(x, "", methods{http.MethodPost: s.requireAPIKey(http.HandlerFunc(s.startExecution)).ServeHTTP})
+	s.route(x, "/{executionID}", methods{http.MethodGet: s.getExecution, http.MethodPost: s.actOnExecution})
+	for _, name := range cfg.Runner.Steps().ResourceNames() {
+		s.route(x, "/{executionID}/"+name, methods{http.MethodGet: s.getResource(name)})
 	}
 
 	m := r.PathPrefix("/environments/{envID}").Subrouter()
@@ -139,12 +142,11 @@ func New(cfg Config) *Server {
 	s.route(m, "/users/{userID}/devices/{deviceID}", methods{http.MethodGet: s.getDevice, http.MethodDelete: s.deleteDevice})
 	s.notificationRoutes(m)
 
-	x := r.PathPrefix("/{envID}/flowExecutions").Subrouter()
-	x.Use(s.rateLimit)
-	s.route(x, "", methods{http.MethodPost: s.requireAPIKey(http.HandlerFunc(s.startExecution)).ServeHTTP})
-	s.route(x, "/{executionID}", methods{http.MethodGet: s.getExecution, http.MethodPost: s.actOnExecution})
-	for _, name := range cfg.Runner.Steps().ResourceNames() {
-		s.route(x, "/{executionID}/"+name, methods{http.MethodGet: s.getResource(name)})
+	s.route(r, "/healthz", methods{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
+	s.route(r, "/readyz", methods{http.MethodGet: s.readyz, http.MethodHead: s.readyz})
+	s.route(r, "/openapi.json", methods{http.MethodGet: s.openAPI})
+	if cfg.Metrics != nil {
+		s.route(r, "/metrics", methods{http.MethodGet: s.requireClientCert(cfg.Metrics).ServeHTTP})
 	}
 
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

@@ -55,7 +55,11 @@ func builtBinary(t *testing.T) string {
 			return
 		}
 		binaryPath = filepath.Join(dir, "enrollflow")
-		goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goCmd, err := exec.LookPath("go")
+		if err != nil {
+			binaryErr = err
+			return
+		}
 		out, err := exec.Command(goCmd, "build", "-ldflags",
 			"-X main.version="+stampedVersion+" -X main.commit="+stampedCommit, "-o", binaryPath, ".").CombinedOutput()
 		if err != nil {
