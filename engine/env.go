@@ -16,6 +16,10 @@ type Application struct {
 	Name string `json:"name" yaml:"name"`
 }
 
+// reservedEnvironmentID is the first segment of the management API's
+// paths; an environment of that name would make /environments/... ambiguous.
+const reservedEnvironmentID = "environments"
+
 // Environment is one tenant: its credential, policies and settings. It is
 // configuration, identical on every node, so it is not kept in the store.
 type Environment struct {
@@ -32,6 +36,9 @@ type Environment struct {
 func NewEnvironment(id, apiKey string, policies []mfa.Policy, settings mfa.Settings, apps []Application) (*Environment, error) {
 	if id == "" {
 		return nil, fmt.Errorf("environment id: required")
+	}
+	if !idPattern.MatchString(id) || id == reservedEnvironmentID {
+		return nil, fmt.Errorf("environment id %q: must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, and not %q (the management API's path)", id, reservedEnvironmentID)
 	}
 	if len(apiKey) < 16 {
 		return nil, fmt.Errorf("environment %s: apiKey: must be at least 16 characters", id)

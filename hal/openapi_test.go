@@ -65,3 +65,14 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadOnHealth: HEAD answers like GET without a body, and the document
+// says so.
+func TestHeadOnHealth(t *testing.T) {
+	n := newNode(t, &backend{t: t, name: "memory"}, apptest.Options{})
+	for _, path := range []string{"/healthz", "/readyz"} {
+		r := n.do(http.MethodHead, path, "", "")
+		mustStatus(t, r, http.StatusOK)
+	}
+	mustError(t, n.do(http.MethodGet, "//healthz", "", ""), http.StatusNotFound, "NOT_FOUND")
+}

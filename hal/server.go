@@ -116,22 +116,14 @@ func New(cfg Config) *Server {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	s := &Server{cfg: cfg, router: mux.NewRouter()}
+	// SkipClean: a path such as /demo/flowExecutions/.. is a 404 like any
+	// other unknown path, not a redirect to a "cleaned" one.
+	s := &Server{cfg: cfg, router: mux.NewRouter().SkipClean(true)}
 	if cfg.RateLimit > 0 {
 		s.limiter = newLimiter(cfg.RateLimit, int(2*cfg.RateLimit+1), 10*time.Minute)
 	}
 	r := s.router
 	r.Use(recordRoute)
-	// mux tries routes in order: the flow executions, which carry nearly
-	// all the traffic, come first.
-	x := r.PathPrefix("/{envID}/flowExecutions").Subrouter()
-	x.Use(s.rateLimit)
-	s.route(x, "", methods{http.MethodPost: s.requireAPIKey(http.HandlerFunc(s.startExecution)).ServeHTTP})
-	s.route(x, "/{executionID}", methods{http.MethodGet: s.getExecution, http.MethodPost: s.actOnExecution})
-	for _, name := range cfg.Runner.Steps().ResourceNames() {
-		s.route(x, "/{executionID}/"+name, methods{http.MethodGet: s.getResource(name)})
-	}
-
 	m := r.PathPrefix("/environments/{envID}").Subrouter()
 	m.Use(s.requireClientCert, s.requireAPIKey)
 	s.route(m, "/flows", methods{http.MethodGet: s.listFlows, http.MethodPost: s.createFlow})
@@ -141,6 +133,18 @@ func New(cfg Config) *Server {
 	s.route(m, "/users/{userID}/devices", methods{http.MethodGet: s.listDevices})
 	s.route(m, "/users/{userID}/devices/{deviceID}", methods{http.MethodGet: s.getDevice, http.MethodDelete: s.deleteDevice})
 	s.notificationRoutes(m)
+
+	// mux tries routes in order: the flow executions, which carry nearly
+	// all the traffic, right after the one management prefix (which must
+	// come first: /environments/{envID}/flows would otherwise read as the
+	// execution "flows" of an environment called "environments").
+	x := r.PathPrefix("/{envID}/flowExecutions").Subrouter()
+	x.Use(s.rateLimit)
+	s.route(x, "", methods{http.MethodPost: s.requireAPIKey(http.HandlerFunc(s.startExecution)).ServeHTTP})
+	s.route(x, "/{executionID}", methods{http.MethodGet: s.getExecution, http.MethodPost: s.actOnExecution})
+	for _, name := range cfg.Runner.Steps().ResourceNames() {
+		s.route(x, "/{executionID}/"+name, methods{http.MethodGet: s.getResource(name)})
+	}
 
 	s.route(r, "/healthz", methods{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
 	s.route(r, "/readyz", methods{http.MethodGet: s.readyz, http.MethodHead: s.readyz})

@@ -130,7 +130,10 @@ func New(b Build) *Metrics {
 
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+	// A scrape gathers every series: a few at once and a bounded time is
+	// all a scraper needs, and all anyone else gets.
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry,
+		MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
 }
 
 // Registry is the node's registry, for tests and embedding.

@@ -29,7 +29,7 @@ var (
 	storeOperations = []string{"create_execution", "get_execution", "update_execution", "commit_enrollment",
 		"list_devices", "get_device", "put_device", "delete_device", "count_devices",
 		"list_documents", "get_document", "put_document", "delete_document", "ping"}
-	storeOutcomes = []string{"ok", "not_found", "conflict", "exists", "device_limit", "unavailable", "error"}
+	storeOutcomes = []string{"ok", "not_found", "conflict", "exists", "device_limit", "unavailable", "canceled", "error"}
 )
 
 type storeOp struct {
@@ -64,6 +64,8 @@ func storeOutcome(err error) string {
 		return "exists"
 	case errors.Is(err, store.ErrDeviceLimit):
 		return "device_limit"
+	case errors.Is(err, context.Canceled):
+		return "canceled" // the client went away: not the store's fault
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return "unavailable"
 	}

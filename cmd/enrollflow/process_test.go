@@ -431,6 +431,44 @@ func TestTLSClientCertificates(t *testing.T) {
 		resp.Body.Close()
 		t.Error("a client certificate from an unknown CA was accepted")
 	}
+
+	// The metrics listener has the same TLS, and its handshake itself
+	// requires a client certificate.
+	withListener := startProcess(t, "--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", caFile, "--metrics-listen", "127.0.0.1:0")
+	metricsAddr := withListener.logField(t, "metrics serving", "listen")
+	if status, _ := get(t, withCert, "https://"+metricsAddr+"/metrics"); status != http.StatusOK {
+		t.Errorf("metrics listener with a client certificate: %d", status)
+	}
+	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: serverCA.pool}}}
+	if resp, err := plain.Get("https://" + metricsAddr + "/metrics"); err == nil {
+		resp.Body.Close()
+		t.Errorf("metrics listener without a client certificate: %d, want a refused handshake", resp.StatusCode)
+	}
+	if resp, err := plain.Get("http://" + metricsAddr + "/metrics"); err == nil && resp.StatusCode == http.StatusOK {
+		resp.Body.Close()
+		t.Error("the metrics listener answered plain HTTP")
+	}
+	for _, q := range []*process{p, withListener} {
+		if strings.Contains(q.log(), "handshake error from 127") || !strings.Contains(q.log(), `"http_server":"http: TLS handshake error from a client`) {
+			t.Errorf("the refused handshakes are not logged as JSON without the client's address:\n%s", q.log())
+		}
+	}
+}
+
+// logField returns a field of the first log line with the given message.
+func (p *process) logField(t *testing.T, message, field string) string {
+	t.Helper()
+	p.waitLog(t, message)
+	for _, line := range strings.Split(p.log(), "\n") {
+		var entry map[string]any
+		if json.Unmarshal([]byte(line), &entry) == nil && entry["message"] == message {
+			if v, ok := entry[field].(string); ok {
+				return v
+			}
+		}
+	}
+	t.Fatalf("no %q in a %q log line:\n%s", field, message, p.log())
+	return ""
 }
 
 // TestSecondSignalExitsAtOnce: a request in flight holds the graceful

@@ -2,18 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -265,7 +269,7 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 	if o.metricsListen == "" {
 		api.Metrics = m.Handler()
 	}
-	srv := newHTTPServer(hal.New(api))
+	srv := newHTTPServer(hal.New(api), log)
 	scheme := "http"
 	if o.tlsCert != "" {
 		cert, err := loadCertificate(o.tlsCert, o.tlsKey)
@@ -286,17 +290,16 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 	servers := []*http.Server{srv}
 	errc := make(chan error, 2)
 	if o.metricsListen != "" {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", m.Handler())
-		msrv := newHTTPServer(mux)
-		mln, err := net.Listen("tcp", o.metricsListen)
+		msrv, mln, err := metricsServer(o, m, srv.TLSConfig, log)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("--metrics-listen: %w", err)
+			return err
 		}
 		servers = append(servers, msrv)
-		log.Info().Str("listen", mln.Addr().String()).Msg("metrics serving")
-		go func() { errc <- msrv.Serve(mln) }()
+		go func() { errc <- serveOn(msrv, mln) }()
+	} else if !isLoopback(ln.Addr()) && o.tlsClientCA == "" {
+		log.Warn().Msg("/metrics is served without authentication on a non-loopback address; " +
+			"use --metrics-listen on an internal address, or --tls-client-ca")
 	}
 	storeName := "memory"
 	if o.redisURL != "" {
@@ -311,45 +314,121 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 		ready(ln.Addr().String())
 	}
 
-	go func() {
-		if srv.TLSConfig != nil {
-			errc <- srv.ServeTLS(ln, "", "")
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
+	go func() { errc <- serveOn(srv, ln) }()
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
+		log.Error().Err(serveErr).Msg("a listener failed; shutting down")
 	case <-ctx.Done():
+		log.Info().Msg("shutting down: finishing requests in flight")
 	}
-	log.Info().Msg("shutting down: finishing requests in flight")
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancelShutdown()
-	for _, s := range servers {
-		if err := s.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-	}
+	shutdown(servers, log)
 	// Passcodes still on their way were promised to users: let them go out,
-	// for as long as one delivery may take.
+	// for as long as one delivery may take, whatever happened above.
 	deliveriesCtx, cancelDeliveries := context.WithTimeout(context.Background(), o.deliveryTimeout)
 	defer cancelDeliveries()
 	if err := node.Runner.Wait(deliveriesCtx); err != nil {
 		log.Warn().Msg("shutting down with passcode deliveries still in flight")
 	}
-	return nil
+	return serveErr
+}
+
+// serveOn serves srv on ln (over TLS when srv has a TLS configuration)
+// until it is shut down.
+func serveOn(srv *http.Server, ln net.Listener) error {
+	var err error
+	if srv.TLSConfig != nil {
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// shutdown stops every server at once, each waiting at most shutdownGrace
+// for its requests in flight; a server that does not finish in time is
+// closed and logged, not returned, so that deliveries still get their wait.
+func shutdown(servers []*http.Server, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Shutdown(ctx); err != nil {
+				log.Warn().Err(err).Msg("requests still in flight after the shutdown grace; closing their connections")
+				_ = s.Close()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// metricsServer is the --metrics-listen listener: /metrics only, with the
+// main listener's TLS when it has one; with a client CA, the handshake
+// itself requires a client certificate (nothing on this listener is for a
+// browser).
+func metricsServer(o serveOptions, m *metrics.Metrics, mainTLS *tls.Config, log zerolog.Logger) (*http.Server, net.Listener, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	msrv := newHTTPServer(mux, log)
+	if mainTLS != nil {
+		msrv.TLSConfig = mainTLS.Clone()
+		if o.tlsClientCA != "" {
+			msrv.TLSConfig.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	mln, err := net.Listen("tcp", o.metricsListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	if mainTLS == nil && !isLoopback(mln.Addr()) {
+		log.Warn().Msg("--metrics-listen is a non-loopback address without TLS: /metrics is open to whoever reaches it")
+	}
+	log.Info().Str("listen", mln.Addr().String()).Bool("tls", mainTLS != nil).Msg("metrics serving")
+	return msrv, mln, nil
+}
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // newHTTPServer is an http.Server with the timeouts every listener needs
-// against slow clients.
-func newHTTPServer(h http.Handler) *http.Server {
+// against slow clients, whose own errors (TLS handshakes that failed,
+// plain HTTP sent to the TLS port) go to the log as sampled JSON lines.
+func newHTTPServer(h http.Handler, log zerolog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       stdlog.New(serverErrorLog(log), "", 0),
 	}
 }
+
+// serverErrorLog turns net/http's own error lines into warnings without
+// the client's address, at most 10 a minute: any client can cause them (a
+// failed handshake), so they must not flood the log.
+func serverErrorLog(log zerolog.Logger) io.Writer {
+	sampled := log.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Minute})
+	return writerFunc(func(p []byte) (int, error) {
+		msg := strings.TrimSpace(string(p))
+		msg = peerAddress.ReplaceAllString(msg, "from a client")
+		sampled.Warn().Str("http_server", msg).Msg("http server error")
+		return len(p), nil
+	})
+}
+
+// peerAddress is "from <host>:<port>" in net/http's error lines.
+var peerAddress = regexp.MustCompile(`from \S+:\d+`)
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // reloadOnSIGHUP reloads the certificate on every SIGHUP until the
 // returned function is called. A pair that fails to load is logged and the

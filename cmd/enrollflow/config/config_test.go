@@ -197,6 +197,8 @@ func TestBuildErrors(t *testing.T) {
 		{"unset apiKeyEnv variable", []config.Environment{unsetVar}, "environments[0].apiKeyEnv"},
 		{"short api key", []config.Environment{shortKey}, "environments[0]: environment e: apiKey: must be at least 16 characters"},
 		{"empty id", []config.Environment{env("")}, "environments[0]: environment id: required"},
+		{"id with a slash", []config.Environment{env("a/b")}, `environments[0]: environment id "a/b": must be 1 to 64 letters`},
+		{"the management API's path", []config.Environment{env("environments")}, `environment id "environments"`},
 		{"two default policies", []config.Environment{env("e", mfa.Policy{ID: "a", Default: true}, mfa.Policy{ID: "b", Default: true})},
 			"environments[0]: environment e: deviceAuthenticationPolicies[1].default: only one policy may be the default"},
 		{"no default among two", []config.Environment{env("e", mfa.Policy{ID: "a"}, mfa.Policy{ID: "b"})},
