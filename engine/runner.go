@@ -195,14 +195,14 @@ func (r *Runner) Act(ctx context.Context, env *Environment, id string, action ac
 		return nil, AsError(err)
 	}
 	rec := store.Execution{EnvID: env.ID, ID: x.ID, Version: x.Version, ExpiresAt: x.ExpiresAt, Data: data}
-	if out.Enroll != nil {
-		err = r.store.CommitEnrollment(ctx, rec, *out.Enroll, out.MaxDevices)
+	if len(out.Writes) > 0 {
+		err = r.store.Commit(ctx, rec, out.Writes...)
 	} else {
 		err = r.store.UpdateExecution(ctx, rec)
 	}
 	if errors.Is(err, store.ErrDeviceLimit) {
 		return nil, InvalidField("device", DetailLimitExceeded,
-			fmt.Sprintf("the user already has the maximum of %d devices; delete one first", out.MaxDevices))
+			fmt.Sprintf("the user already has the maximum of %d devices; delete one first", deviceLimit(out.Writes)))
 	}
 	if err != nil {
 		return nil, storeError(err, "flow execution")
@@ -213,6 +213,16 @@ func (r *Runner) Act(ctx context.Context, env *Environment, id string, action ac
 		return x, out.Err
 	}
 	return x, nil
+}
+
+// deviceLimit is the limit a commit's device creation was refused at.
+func deviceLimit(writes []store.Write) int {
+	for _, w := range writes {
+		if w.Op == store.CreateDevice && w.MaxDevices > 0 {
+			return w.MaxDevices
+		}
+	}
+	return 0
 }
 
 // View renders an execution: the running step's view, or the end result.

@@ -59,11 +59,11 @@ func (h *hookStore) UpdateExecution(ctx context.Context, x store.Execution) erro
 	return h.Store.UpdateExecution(ctx, x)
 }
 
-func (h *hookStore) CommitEnrollment(ctx context.Context, x store.Execution, d store.Device, max int) error {
+func (h *hookStore) Commit(ctx context.Context, x store.Execution, writes ...store.Write) error {
 	if f := h.takeHook(); f != nil {
 		f()
 	}
-	return h.Store.CommitEnrollment(ctx, x, d, max)
+	return h.Store.Commit(ctx, x, writes...)
 }
 
 func (h *hookStore) GetExecution(ctx context.Context, envID, id string) (store.Execution, error) {
@@ -438,7 +438,7 @@ func TestConcurrentUpdateTwoRunners(t *testing.T) {
 	}
 }
 
-// The same race on the enrolling write (CommitEnrollment): no device is
+// The same race on the enrolling write (Commit): no device is
 // added by the loser.
 func TestConcurrentUpdateOnEnrollment(t *testing.T) {
 	h := newHarness(t, mfaSettings())

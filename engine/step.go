@@ -61,10 +61,10 @@ type Outcome struct {
 	// then its outputs.
 	Result  string
 	Outputs map[string]any
-	// Enroll, when set, is written to the device registry atomically with
-	// the execution (store.CommitEnrollment), refused past MaxDevices.
-	Enroll     *store.Device
-	MaxDevices int
+	// Writes go to the registry of the execution's user atomically with
+	// the execution (store.Commit): the device an enrollment adds, within
+	// the user's device limit.
+	Writes []store.Write
 	// After runs once the new state is saved, never before: sending a
 	// passcode for a state that failed to save would be a lie.
 	After []Effect

@@ -26,8 +26,8 @@ func (m *Metrics) Store(st store.Store) store.Store {
 // The label values, resolved once so that an operation costs two atomic
 // adds and no map of label hashes.
 var (
-	storeOperations = []string{"create_execution", "get_execution", "update_execution", "commit_enrollment",
-		"list_devices", "get_device", "put_device", "delete_device", "count_devices",
+	storeOperations = []string{"create_execution", "get_execution", "update_execution", "commit",
+		"list_devices", "get_device", "update_device", "delete_device", "count_devices",
 		"list_documents", "get_document", "put_document", "delete_document", "ping"}
 	storeOutcomes = []string{"ok", "not_found", "conflict", "exists", "device_limit", "unavailable", "canceled", "error"}
 )
@@ -87,9 +87,9 @@ func (s *instrumentedStore) UpdateExecution(ctx context.Context, x store.Executi
 	return s.next.UpdateExecution(ctx, x)
 }
 
-func (s *instrumentedStore) CommitEnrollment(ctx context.Context, x store.Execution, dev store.Device, maxDevices int) (err error) {
-	defer func(start time.Time) { s.observe("commit_enrollment", start, err) }(time.Now())
-	return s.next.CommitEnrollment(ctx, x, dev, maxDevices)
+func (s *instrumentedStore) Commit(ctx context.Context, x store.Execution, writes ...store.Write) (err error) {
+	defer func(start time.Time) { s.observe("commit", start, err) }(time.Now())
+	return s.next.Commit(ctx, x, writes...)
 }
 
 func (s *instrumentedStore) ListDevices(ctx context.Context, envID, userID string) (devs []store.Device, err error) {
@@ -102,9 +102,9 @@ func (s *instrumentedStore) GetDevice(ctx context.Context, envID, userID, device
 	return s.next.GetDevice(ctx, envID, userID, deviceID)
 }
 
-func (s *instrumentedStore) PutDevice(ctx context.Context, dev store.Device) (err error) {
-	defer func(start time.Time) { s.observe("put_device", start, err) }(time.Now())
-	return s.next.PutDevice(ctx, dev)
+func (s *instrumentedStore) UpdateDevice(ctx context.Context, dev store.Device) (err error) {
+	defer func(start time.Time) { s.observe("update_device", start, err) }(time.Now())
+	return s.next.UpdateDevice(ctx, dev)
 }
 
 func (s *instrumentedStore) DeleteDevice(ctx context.Context, envID, userID, deviceID string) (err error) {

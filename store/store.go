@@ -25,6 +25,12 @@ var (
 	ErrDeviceLimit = errors.New("store: device limit reached")
 	// ErrUnavailable wraps every failure to reach the backend.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrCrossPartition: a commit names a registry of a user other than the
+	// execution's (store.NewExecutionID(env, user)). The records are then
+	// not in one partition and could not be written atomically on a Redis
+	// Cluster; every backend refuses it, so that a deployment does not break
+	// only when it moves to a cluster.
+	ErrCrossPartition = errors.New("store: the execution and the registry are in different partitions")
 )
 
 // Execution is one flow execution as the store sees it.
@@ -41,7 +47,10 @@ type Device struct {
 	EnvID  string
 	UserID string
 	ID     string
-	Data   []byte
+	// Version is 1 when the device is first stored and goes up by one
+	// with every update (compare-and-set, as for executions).
+	Version int64
+	Data    []byte
 }
 
 // Document is one piece of an environment's configuration saved through the
@@ -74,19 +83,43 @@ type Executions interface {
 	// UpdateExecution replaces the execution if its stored version is
 	// exec.Version-1, else returns ErrConflict (ErrNotFound if it is gone).
 	UpdateExecution(ctx context.Context, exec Execution) error
-	// CommitEnrollment does UpdateExecution and adds dev to the registry in
-	// one atomic step, refusing with ErrDeviceLimit when the user already
-	// has maxDevices devices (0 means no limit). Either both writes happen
-	// or neither does.
-	CommitEnrollment(ctx context.Context, exec Execution, dev Device, maxDevices int) error
+	// Commit does UpdateExecution together with writes to the registry of
+	// the execution's user, in one atomic step: either all of them happen
+	// or none does. Its errors are UpdateExecution's and the writes' own
+	// (ErrExists, ErrConflict, ErrNotFound, ErrDeviceLimit), and
+	// ErrCrossPartition for a write to another user's registry.
+	Commit(ctx context.Context, exec Execution, writes ...Write) error
+}
+
+// WriteOp is what one Write of a Commit does.
+type WriteOp int
+
+const (
+	// CreateDevice adds Write.Device (its Version must be 1): ErrExists if
+	// the id is taken, ErrDeviceLimit when the user already has
+	// Write.MaxDevices devices (0: no limit).
+	CreateDevice WriteOp = iota + 1
+	// UpdateDevice replaces Write.Device if the stored one is at
+	// Device.Version-1: ErrConflict if not, ErrNotFound if it is gone.
+	UpdateDevice
+	// DeleteDevice removes the device if it is there.
+	DeleteDevice
+)
+
+// Write is one registry write of a Commit.
+type Write struct {
+	Op         WriteOp
+	Device     Device // Delete reads EnvID, UserID and ID only
+	MaxDevices int    // CreateDevice only
 }
 
 // Devices is the device registry other front doors read.
 type Devices interface {
 	ListDevices(ctx context.Context, envID, userID string) ([]Device, error)
 	GetDevice(ctx context.Context, envID, userID, deviceID string) (Device, error)
-	// PutDevice replaces an existing device's data (ErrNotFound if absent).
-	PutDevice(ctx context.Context, dev Device) error
+	// UpdateDevice replaces a device if the stored one is at
+	// dev.Version-1 (ErrConflict if not, ErrNotFound if absent).
+	UpdateDevice(ctx context.Context, dev Device) error
 	DeleteDevice(ctx context.Context, envID, userID, deviceID string) error
 	CountDevices(ctx context.Context, envID, userID string) (int, error)
 }

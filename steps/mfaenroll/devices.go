@@ -302,10 +302,11 @@ func (s *Step) activate(r *run, p *actions.ActivateDevice) (*engine.Outcome, err
 		return nil, engine.AsError(err)
 	}
 	return &engine.Outcome{
-		Result:     Enrolled,
-		Outputs:    map[string]any{"device": map[string]any{"id": dev.ID, "type": dev.Type}},
-		Enroll:     &store.Device{EnvID: r.sc.Env.ID, UserID: r.in.UserID, ID: dev.ID, Data: data},
-		MaxDevices: r.sc.Env.MFASettings.Pairing.MaxAllowedDevices,
+		Result:  Enrolled,
+		Outputs: map[string]any{"device": map[string]any{"id": dev.ID, "type": dev.Type}},
+		Writes: []store.Write{{Op: store.CreateDevice,
+			Device:     store.Device{EnvID: r.sc.Env.ID, UserID: r.in.UserID, ID: dev.ID, Version: 1, Data: data},
+			MaxDevices: r.sc.Env.MFASettings.Pairing.MaxAllowedDevices}},
 	}, nil
 }
 

@@ -77,23 +77,59 @@ func (s *Store) UpdateExecution(_ context.Context, exec store.Execution) error {
 	return nil
 }
 
-func (s *Store) CommitEnrollment(_ context.Context, exec store.Execution, dev store.Device, maxDevices int) error {
+func (s *Store) Commit(_ context.Context, exec store.Execution, writes ...store.Write) error {
+	if err := store.CheckWrites(exec, writes); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkVersionLocked(exec); err != nil {
 		return err
 	}
-	uk := execKey(dev.EnvID, dev.UserID)
-	userDevices := s.devices[uk]
-	if _, replacing := userDevices[dev.ID]; !replacing && maxDevices > 0 && len(userDevices) >= maxDevices {
-		return store.ErrDeviceLimit
+	// Check every write first, then apply them all: nothing is half done.
+	// Writes apply in order, so later ones see the counts earlier ones made.
+	counts := map[string]int{}
+	for _, w := range writes {
+		uk := execKey(w.Device.EnvID, w.Device.UserID)
+		if _, seen := counts[uk]; !seen {
+			counts[uk] = len(s.devices[uk])
+		}
+		cur, exists := s.devices[uk][w.Device.ID]
+		switch w.Op {
+		case store.CreateDevice:
+			if exists {
+				return store.ErrExists
+			}
+			if w.MaxDevices > 0 && counts[uk] >= w.MaxDevices {
+				return store.ErrDeviceLimit
+			}
+			counts[uk]++
+		case store.UpdateDevice:
+			if !exists {
+				return store.ErrNotFound
+			}
+			if cur.Version != w.Device.Version-1 {
+				return store.ErrConflict
+			}
+		case store.DeleteDevice:
+			if exists {
+				counts[uk]--
+			}
+		}
 	}
-	if userDevices == nil {
-		userDevices = map[string]store.Device{}
-		s.devices[uk] = userDevices
+	for _, w := range writes {
+		uk := execKey(w.Device.EnvID, w.Device.UserID)
+		if w.Op == store.DeleteDevice {
+			delete(s.devices[uk], w.Device.ID)
+			continue
+		}
+		if s.devices[uk] == nil {
+			s.devices[uk] = map[string]store.Device{}
+		}
+		d := w.Device
+		d.Data = clone(d.Data)
+		s.devices[uk][d.ID] = d
 	}
-	dev.Data = clone(dev.Data)
-	userDevices[dev.ID] = dev
 	exec.Data = clone(exec.Data)
 	s.executions[execKey(exec.EnvID, exec.ID)] = exec
 	return nil
@@ -156,12 +192,16 @@ func (s *Store) GetDevice(_ context.Context, envID, userID, deviceID string) (st
 	return d, nil
 }
 
-func (s *Store) PutDevice(_ context.Context, dev store.Device) error {
+func (s *Store) UpdateDevice(_ context.Context, dev store.Device) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	userDevices := s.devices[execKey(dev.EnvID, dev.UserID)]
-	if _, ok := userDevices[dev.ID]; !ok {
+	cur, ok := userDevices[dev.ID]
+	if !ok {
 		return store.ErrNotFound
+	}
+	if cur.Version != dev.Version-1 {
+		return store.ErrConflict
 	}
 	dev.Data = clone(dev.Data)
 	userDevices[dev.ID] = dev

@@ -82,7 +82,7 @@ func BenchmarkUpdateExecution(b *testing.B) {
 }
 
 // BenchmarkCommitEnrollment: the commit script (CAS on the execution plus
-// the device registry), one fresh user per op.
+// a device created in the registry), one fresh user per op.
 func BenchmarkCommitEnrollment(b *testing.B) {
 	s := open(b, redistest.Start(b), nil)
 	defer s.Close()
@@ -99,8 +99,8 @@ func BenchmarkCommitEnrollment(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		d := store.Device{EnvID: "env1", UserID: "u" + strconv.Itoa(i), ID: "dev" + strconv.Itoa(i), Data: dev}
-		if err := s.CommitEnrollment(ctx, xs[i], d, 5); err != nil {
+		d := store.Device{EnvID: "env1", UserID: "u" + strconv.Itoa(i), ID: "dev" + strconv.Itoa(i), Version: 1, Data: dev}
+		if err := s.Commit(ctx, xs[i], store.Write{Op: store.CreateDevice, Device: d, MaxDevices: 5}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,13 +8,15 @@
 // slot:
 //
 //	ef:{p<partition>}:x:<env>:<execution id>   HASH  v=version e=expiresAt (unix ms) d=data w=write token
-//	ef:{p<partition>}:d:<env>:<user>           HASH  device id -> device data
+//	ef:{p<partition>}:d:<env>:<user>           HASH  device id -> "<version>:<device data>"
 //	ef:{e:<env>}:<kind>                        HASH  document id -> data (kind: flows, templates, channels)
 //
 // <partition> is the user's store.Partition. An execution id carries it (see
 // store.NewExecutionID), so a request that names only the execution still
 // finds its slot, and an execution shares its slot with the registry of the
-// user it enrolls: CommitEnrollment updates both in one script. In <env>, ':'
+// user it enrolls: Commit updates both in one script. A device value
+// written before devices had versions (plain JSON, starting with '{') reads
+// as version 1. In <env>, ':'
 // and '%' are percent-escaped so that env and user ids cannot run into each
 // other; ordinary ids appear unchanged.
 //
@@ -282,14 +284,46 @@ return 0
 // updateScript: KEYS[1] execution; ARGV now, version, expiresAt, data, token.
 var updateScript = goredis.NewScript(casCheck + casWrite)
 
-// commitScript: KEYS[1] execution, KEYS[2] registry; ARGV now, version,
-// expiresAt, data, token, device id, device data, max devices (0: no limit).
-var commitScript = goredis.NewScript(casCheck + `
-local max = tonumber(ARGV[8])
-if max > 0 and redis.call('HEXISTS', KEYS[2], ARGV[6]) == 0 and redis.call('HLEN', KEYS[2]) >= max then
-	return 4
+// deviceVersion is the Lua function that reads a registry value's version.
+const deviceVersion = `
+local function device_version(val)
+	local sep = string.find(val, ':', 1, true)
+	if string.sub(val, 1, 1) == '{' or not sep then return 1 end
+	return tonumber(string.sub(val, 1, sep - 1))
 end
-redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
+`
+
+// commitScript: KEYS[1] execution, KEYS[1+i] the registry of write i;
+// ARGV now, version, expiresAt, data, token, then per write: op, device id,
+// device version, device data, max devices. Every write is checked before
+// any is applied.
+var commitScript = goredis.NewScript(deviceVersion + casCheck + `
+local writes = (#ARGV - 5) / 5
+local counts = {}
+for i = 1, writes do
+	local b, key = 5 + (i - 1) * 5, KEYS[1 + i]
+	local op, id, ver, max = tonumber(ARGV[b + 1]), ARGV[b + 2], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5])
+	if counts[key] == nil then counts[key] = redis.call('HLEN', key) end
+	local cur = redis.call('HGET', key, id)
+	if op == 1 then
+		if cur then return 1 end
+		if max > 0 and counts[key] >= max then return 4 end
+		counts[key] = counts[key] + 1
+	elseif op == 2 then
+		if not cur then return 3 end
+		if device_version(cur) ~= ver - 1 then return 2 end
+	elseif op == 3 then
+		if cur then counts[key] = counts[key] - 1 end
+	end
+end
+for i = 1, writes do
+	local b, key = 5 + (i - 1) * 5, KEYS[1 + i]
+	if tonumber(ARGV[b + 1]) == 3 then
+		redis.call('HDEL', key, ARGV[b + 2])
+	else
+		redis.call('HSET', key, ARGV[b + 2], ARGV[b + 3] .. ':' .. ARGV[b + 4])
+	end
+end
 ` + casWrite)
 
 // writeToken identifies one write call across go-redis's internal retries.
@@ -376,24 +410,44 @@ func (s *Store) UpdateExecution(ctx context.Context, exec store.Execution) error
 	return scriptStatus(updateScript.Run(ctx, s.client, []string{key}, s.execArgs(exec)...).Result())
 }
 
-// ErrCrossPartition is returned by CommitEnrollment when the execution was
-// not created for the device's user (store.NewExecutionID(env, user)), so the
-// two records are not in one partition and cannot be written atomically on a
-// Redis Cluster. It is refused on standalone Redis too, so that a deployment
-// does not break only when it moves to a cluster.
-var ErrCrossPartition = errors.New("store/redis: execution and device are in different partitions")
+// ErrCrossPartition is store.ErrCrossPartition, kept under its old name.
+var ErrCrossPartition = store.ErrCrossPartition
 
-func (s *Store) CommitEnrollment(ctx context.Context, exec store.Execution, dev store.Device, maxDevices int) error {
-	key, ok := s.execKey(exec.EnvID, exec.ID)
-	if !ok {
-		return store.ErrNotFound
+func (s *Store) Commit(ctx context.Context, exec store.Execution, writes ...store.Write) error {
+	if err := store.CheckWrites(exec, writes); err != nil {
+		return err
 	}
-	if p, _ := store.ExecutionPartition(exec.ID); p != store.Partition(dev.EnvID, dev.UserID) {
-		return fmt.Errorf("%w: execution %s, device of user %q in env %q", ErrCrossPartition, exec.ID, dev.UserID, dev.EnvID)
+	key, _ := s.execKey(exec.EnvID, exec.ID)
+	keys := make([]string, 1, 1+len(writes))
+	keys[0] = key
+	args := s.execArgs(exec)
+	for _, w := range writes {
+		d := w.Device
+		keys = append(keys, s.registryKey(d.EnvID, d.UserID))
+		args = append(args, int(w.Op), d.ID, d.Version, d.Data, max(w.MaxDevices, 0))
 	}
-	args := append(s.execArgs(exec), dev.ID, dev.Data, max(maxDevices, 0))
-	keys := []string{key, s.registryKey(dev.EnvID, dev.UserID)}
 	return scriptStatus(commitScript.Run(ctx, s.client, keys, args...).Result())
+}
+
+// deviceValue is a device as the registry hash holds it.
+func deviceValue(dev store.Device) string {
+	return strconv.FormatInt(dev.Version, 10) + ":" + string(dev.Data)
+}
+
+// parseDevice reads a registry value back.
+func parseDevice(envID, userID, id, val string) (store.Device, error) {
+	d := store.Device{EnvID: envID, UserID: userID, ID: id, Version: 1}
+	v, data, ok := strings.Cut(val, ":")
+	if strings.HasPrefix(val, "{") || !ok {
+		d.Data = []byte(val) // written before devices had versions
+		return d, nil
+	}
+	version, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return store.Device{}, fmt.Errorf("store/redis: corrupt device %s of a registry: %w", id, err)
+	}
+	d.Version, d.Data = version, []byte(data)
+	return d, nil
 }
 
 // Devices.
@@ -404,35 +458,41 @@ func (s *Store) ListDevices(ctx context.Context, envID, userID string) ([]store.
 		return nil, unavailable(err)
 	}
 	out := make([]store.Device, 0, len(all))
-	for id, data := range all {
-		out = append(out, store.Device{EnvID: envID, UserID: userID, ID: id, Data: []byte(data)})
+	for id, val := range all {
+		d, err := parseDevice(envID, userID, id, val)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
 	}
 	slices.SortFunc(out, func(a, b store.Device) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
 func (s *Store) GetDevice(ctx context.Context, envID, userID, deviceID string) (store.Device, error) {
-	data, err := s.client.HGet(ctx, s.registryKey(envID, userID), deviceID).Bytes()
+	val, err := s.client.HGet(ctx, s.registryKey(envID, userID), deviceID).Result()
 	if errors.Is(err, goredis.Nil) {
 		return store.Device{}, store.ErrNotFound
 	}
 	if err != nil {
 		return store.Device{}, unavailable(err)
 	}
-	return store.Device{EnvID: envID, UserID: userID, ID: deviceID, Data: data}, nil
+	return parseDevice(envID, userID, deviceID, val)
 }
 
-// putDeviceScript: KEYS[1] registry; ARGV device id, data. HSET, but only
-// over an existing field.
-var putDeviceScript = goredis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 3 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+// updateDeviceScript: KEYS[1] registry; ARGV device id, version, value.
+// HSET over an existing field at version-1.
+var updateDeviceScript = goredis.NewScript(deviceVersion + `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 3 end
+if device_version(cur) ~= tonumber(ARGV[2]) - 1 then return 2 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 0
 `)
 
-func (s *Store) PutDevice(ctx context.Context, dev store.Device) error {
+func (s *Store) UpdateDevice(ctx context.Context, dev store.Device) error {
 	key := s.registryKey(dev.EnvID, dev.UserID)
-	return scriptStatus(putDeviceScript.Run(ctx, s.client, []string{key}, dev.ID, dev.Data).Result())
+	return scriptStatus(updateDeviceScript.Run(ctx, s.client, []string{key}, dev.ID, dev.Version, deviceValue(dev)).Result())
 }
 
 func (s *Store) DeleteDevice(ctx context.Context, envID, userID, deviceID string) error {

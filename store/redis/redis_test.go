@@ -175,11 +175,11 @@ func TestKeyLayout(t *testing.T) {
 	if err := s.CreateExecution(ctx, exec); err != nil {
 		t.Fatalf("CreateExecution: %v", err)
 	}
-	dev := store.Device{EnvID: envID, UserID: user, ID: store.NewID(), Data: []byte("dev")}
+	dev := store.Device{EnvID: envID, UserID: user, ID: store.NewID(), Version: 1, Data: []byte("dev")}
 	upd := exec
 	upd.Version, upd.Data = 2, []byte("enrolled")
-	if err := s.CommitEnrollment(ctx, upd, dev, 3); err != nil {
-		t.Fatalf("CommitEnrollment: %v", err)
+	if err := s.Commit(ctx, upd, store.Write{Op: store.CreateDevice, Device: dev, MaxDevices: 3}); err != nil {
+		t.Fatalf("Commit: %v", err)
 	}
 	if _, err := s.PutDocument(ctx, store.Document{EnvID: envID, Kind: store.KindFlow, ID: "signup", Data: []byte("{}")}, false); err != nil {
 		t.Fatalf("PutDocument: %v", err)
@@ -226,9 +226,26 @@ func TestKeyLayout(t *testing.T) {
 	if ttl, _ := c.PTTL(ctx, regKey).Result(); ttl != -1 {
 		t.Errorf("registry TTL = %v, want none (-1)", ttl)
 	}
-	if got, _ := c.HGet(ctx, regKey, dev.ID).Result(); got != "dev" {
-		t.Errorf("registry[%s] = %q, want dev", dev.ID, got)
+	if got, _ := c.HGet(ctx, regKey, dev.ID).Result(); got != "1:dev" {
+		t.Errorf("registry[%s] = %q, want the version, a colon and the data: 1:dev", dev.ID, got)
 	}
+
+	// A device written before devices had versions (bare JSON) reads as
+	// version 1 and updates from there.
+	legacyID := store.NewID()
+	c.HSet(ctx, regKey, legacyID, `{"id":"legacy","type":"TOTP"}`)
+	legacy, err := s.GetDevice(ctx, envID, user, legacyID)
+	if err != nil || legacy.Version != 1 || string(legacy.Data) != `{"id":"legacy","type":"TOTP"}` {
+		t.Fatalf("legacy device = %+v, %v", legacy, err)
+	}
+	legacy.Version, legacy.Data = 2, []byte(`{"id":"legacy","type":"TOTP","n":"x"}`)
+	if err := s.UpdateDevice(ctx, legacy); err != nil {
+		t.Fatalf("UpdateDevice of a legacy device: %v", err)
+	}
+	if got, _ := c.HGet(ctx, regKey, legacyID).Result(); got != `2:{"id":"legacy","type":"TOTP","n":"x"}` {
+		t.Errorf("legacy device after update: %q", got)
+	}
+	c.HDel(ctx, regKey, legacyID)
 
 	// An env id with ':' cannot run into its user id.
 	odd := store.Execution{

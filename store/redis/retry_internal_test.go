@@ -55,16 +55,16 @@ func TestWriteRetriesAreIdempotent(t *testing.T) {
 
 	com := upd
 	com.Version, com.Data = 3, []byte("v3")
-	dev := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("d")}
-	commit := append(s.execArgs(com), dev.ID, dev.Data, 1)
+	dev := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Version: 1, Data: []byte("d")}
+	commit := append(s.execArgs(com), int(store.CreateDevice), dev.ID, dev.Version, dev.Data, 1)
 	keys := []string{key, s.registryKey(dev.EnvID, dev.UserID)}
 	for attempt := range 2 {
 		if err := run(commitScript, keys, commit); err != nil {
 			t.Fatalf("commit attempt %d: %v", attempt, err)
 		}
 	}
-	other := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("other")}
-	if err := run(commitScript, keys, append(s.execArgs(com), other.ID, other.Data, 1)); !errors.Is(err, store.ErrConflict) {
+	other := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Version: 1, Data: []byte("other")}
+	if err := run(commitScript, keys, append(s.execArgs(com), int(store.CreateDevice), other.ID, other.Version, other.Data, 1)); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("same commit by another writer: got %v, want ErrConflict", err)
 	}
 
@@ -75,19 +75,5 @@ func TestWriteRetriesAreIdempotent(t *testing.T) {
 	devs, err := s.ListDevices(ctx, "env1", "alice")
 	if err != nil || len(devs) != 1 || devs[0].ID != dev.ID {
 		t.Fatalf("ListDevices = %v, %v; want only %s", devs, err, dev.ID)
-	}
-}
-
-func TestCommitAcrossPartitionsIsRefused(t *testing.T) {
-	s := New(goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"}), Options{})
-	defer s.Close()
-	exec := store.Execution{EnvID: "env1", ID: store.NewExecutionID("env1", "alice"), Version: 2, ExpiresAt: time.Now().Add(time.Hour)}
-	dev := store.Device{EnvID: "env1", UserID: "bob", ID: store.NewID()}
-	if store.Partition("env1", "alice") == store.Partition("env1", "bob") {
-		t.Skip("alice and bob share a partition")
-	}
-	err := s.CommitEnrollment(context.Background(), exec, dev, 0)
-	if !errors.Is(err, ErrCrossPartition) {
-		t.Fatalf("CommitEnrollment for another user's execution: got %v, want ErrCrossPartition", err)
 	}
 }

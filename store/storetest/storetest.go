@@ -80,10 +80,15 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.S
 		{"ExecutionUpdate", testExecutionUpdate},
 		{"ExecutionUpdateStale", testExecutionUpdateStale},
 		{"ExecutionUpdateMissing", testExecutionUpdateMissing},
-		{"CommitEnrollment", testCommitEnrollment},
-		{"CommitEnrollmentStale", testCommitEnrollmentStale},
-		{"CommitEnrollmentMissing", testCommitEnrollmentMissing},
-		{"CommitEnrollmentDeviceLimit", testCommitEnrollmentDeviceLimit},
+		{"Commit", testCommit},
+		{"CommitStale", testCommitStale},
+		{"CommitMissing", testCommitMissing},
+		{"CommitDeviceLimit", testCommitDeviceLimit},
+		{"CommitEachWrite", testCommitEachWrite},
+		{"CommitIsAtomic", testCommitIsAtomic},
+		{"CommitCrossPartition", testCommitCrossPartition},
+		{"DeviceVersions", testDeviceVersions},
+		{"ConcurrentDeviceUpdates", testConcurrentDeviceUpdates},
 		{"ConcurrentCommits", testConcurrentCommits},
 		{"ConcurrentMixedWriters", testConcurrentMixedWriters},
 		{"Devices", testDevices},
@@ -200,11 +205,28 @@ func (e *env) wantDevices(envID, user string, want ...store.Device) {
 }
 
 func sameDevice(a, b store.Device) bool {
-	return a.EnvID == b.EnvID && a.UserID == b.UserID && a.ID == b.ID && bytes.Equal(a.Data, b.Data)
+	return a.EnvID == b.EnvID && a.UserID == b.UserID && a.ID == b.ID && a.Version == b.Version && bytes.Equal(a.Data, b.Data)
 }
 
 func fmtDevice(d store.Device) string {
-	return fmt.Sprintf("{%s %s %s %q}", d.EnvID, d.UserID, d.ID, d.Data)
+	return fmt.Sprintf("{%s %s %s v%d %q}", d.EnvID, d.UserID, d.ID, d.Version, d.Data)
+}
+
+// newDevice is a device of user not yet stored (version 1).
+func newDevice(envID, user, data string) store.Device {
+	return store.Device{EnvID: envID, UserID: user, ID: store.NewID(), Version: 1, Data: []byte(data)}
+}
+
+// create is the write that adds d, within max devices.
+func create(d store.Device, max int) store.Write {
+	return store.Write{Op: store.CreateDevice, Device: d, MaxDevices: max}
+}
+
+// updated is d's next version with new data.
+func updated(d store.Device, data string) store.Device {
+	d.Version++
+	d.Data = []byte(data)
+	return d
 }
 
 func testPing(e *env) {
@@ -369,12 +391,12 @@ func testExecutionUpdateMissing(e *env) {
 	wantErr(e.t, "GetExecution after updating an expired record", err, store.ErrNotFound)
 }
 
-func testCommitEnrollment(e *env) {
+func testCommit(e *env) {
 	exec := e.create(e.newExec("env1", "alice", "before"))
 	upd := next(exec, "enrolled")
-	dev := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("device-1")}
-	if err := e.s.CommitEnrollment(e.ctx, upd, dev, 5); err != nil {
-		e.t.Fatalf("CommitEnrollment: %v", err)
+	dev := newDevice("env1", "alice", "device-1")
+	if err := e.s.Commit(e.ctx, upd, create(dev, 5)); err != nil {
+		e.t.Fatalf("Commit: %v", err)
 	}
 	e.wantExec(upd)
 	got, err := e.s.GetDevice(e.ctx, "env1", "alice", dev.ID)
@@ -386,14 +408,20 @@ func testCommitEnrollment(e *env) {
 	}
 	e.wantDevices("env1", "alice", dev)
 
+	// A commit without writes is an UpdateExecution.
+	cur := next(upd, "no writes")
+	if err := e.s.Commit(e.ctx, cur); err != nil {
+		e.t.Fatalf("Commit without writes: %v", err)
+	}
+	e.wantExec(cur)
+
 	// Without a limit (0) a user may have any number of devices.
 	all := []store.Device{dev}
-	cur := upd
 	for i := range 4 {
 		cur = next(cur, fmt.Sprintf("enrolled-%d", i))
-		d := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte(fmt.Sprintf("device-%d", i))}
-		if err := e.s.CommitEnrollment(e.ctx, cur, d, 0); err != nil {
-			e.t.Fatalf("CommitEnrollment #%d without a limit: %v", i, err)
+		d := newDevice("env1", "alice", fmt.Sprintf("device-%d", i))
+		if err := e.s.Commit(e.ctx, cur, create(d, 0)); err != nil {
+			e.t.Fatalf("Commit #%d without a limit: %v", i, err)
 		}
 		all = append(all, d)
 	}
@@ -401,71 +429,182 @@ func testCommitEnrollment(e *env) {
 	e.wantDevices("env1", "alice", all...)
 }
 
-func testCommitEnrollmentStale(e *env) {
+func testCommitStale(e *env) {
 	exec := e.create(e.newExec("env1", "alice", "v1"))
 	winner := next(exec, "winner")
 	if err := e.s.UpdateExecution(e.ctx, winner); err != nil {
 		e.t.Fatalf("UpdateExecution: %v", err)
 	}
 
-	dev := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("d")}
-	wantErr(e.t, "CommitEnrollment from a stale version", e.s.CommitEnrollment(e.ctx, next(exec, "loser"), dev, 5), store.ErrConflict)
+	dev := newDevice("env1", "alice", "d")
+	wantErr(e.t, "Commit from a stale version", e.s.Commit(e.ctx, next(exec, "loser"), create(dev, 5)), store.ErrConflict)
 	e.wantExec(winner)
 	_, err := e.s.GetDevice(e.ctx, "env1", "alice", dev.ID)
 	wantErr(e.t, "GetDevice after a refused commit", err, store.ErrNotFound)
 	e.wantDevices("env1", "alice")
 }
 
-func testCommitEnrollmentMissing(e *env) {
-	dev := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("d")}
+func testCommitMissing(e *env) {
+	dev := newDevice("env1", "alice", "d")
 	unknown := next(e.newExec("env1", "alice", "v1"), "v2")
-	wantErr(e.t, "CommitEnrollment of an unknown execution", e.s.CommitEnrollment(e.ctx, unknown, dev, 5), store.ErrNotFound)
+	wantErr(e.t, "Commit of an unknown execution", e.s.Commit(e.ctx, unknown, create(dev, 5)), store.ErrNotFound)
 	e.wantDevices("env1", "alice")
 
 	exec := e.newExec("env1", "alice", "v1")
 	exec.ExpiresAt = e.clock.Now().Add(time.Minute)
 	e.create(exec)
 	e.clock.Advance(time.Minute)
-	wantErr(e.t, "CommitEnrollment of an expired execution", e.s.CommitEnrollment(e.ctx, next(exec, "v2"), dev, 5), store.ErrNotFound)
+	wantErr(e.t, "Commit of an expired execution", e.s.Commit(e.ctx, next(exec, "v2"), create(dev, 5)), store.ErrNotFound)
 	e.wantDevices("env1", "alice")
 }
 
-func testCommitEnrollmentDeviceLimit(e *env) {
+func testCommitDeviceLimit(e *env) {
 	const limit = 2
 	var devs []store.Device
 	for i := range limit {
 		exec := e.create(e.newExec("env1", "alice", "v1"))
-		d := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte(fmt.Sprintf("device-%d", i))}
-		if err := e.s.CommitEnrollment(e.ctx, next(exec, "enrolled"), d, limit); err != nil {
-			e.t.Fatalf("CommitEnrollment #%d under the limit: %v", i, err)
+		d := newDevice("env1", "alice", fmt.Sprintf("device-%d", i))
+		if err := e.s.Commit(e.ctx, next(exec, "enrolled"), create(d, limit)); err != nil {
+			e.t.Fatalf("Commit #%d under the limit: %v", i, err)
 		}
 		devs = append(devs, d)
 	}
 
 	exec := e.create(e.newExec("env1", "alice", "v1"))
-	extra := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("one too many")}
-	wantErr(e.t, "CommitEnrollment over the limit", e.s.CommitEnrollment(e.ctx, next(exec, "enrolled"), extra, limit), store.ErrDeviceLimit)
+	extra := newDevice("env1", "alice", "one too many")
+	wantErr(e.t, "Commit over the limit", e.s.Commit(e.ctx, next(exec, "enrolled"), create(extra, limit)), store.ErrDeviceLimit)
 	e.wantExec(exec) // the execution was not updated either
 	e.wantDevices("env1", "alice", devs...)
 
-	// Replacing a device the user already has does not grow the registry,
-	// so it is allowed at the limit.
-	replace := devs[0]
-	replace.Data = []byte("re-enrolled")
+	// Updating a device the user has does not grow the registry.
+	replace := updated(devs[0], "re-enrolled")
 	upd := next(exec, "re-enrolled")
-	if err := e.s.CommitEnrollment(e.ctx, upd, replace, limit); err != nil {
-		e.t.Fatalf("CommitEnrollment replacing a device at the limit: %v", err)
+	if err := e.s.Commit(e.ctx, upd, store.Write{Op: store.UpdateDevice, Device: replace}); err != nil {
+		e.t.Fatalf("Commit updating a device at the limit: %v", err)
 	}
 	e.wantExec(upd)
 	e.wantDevices("env1", "alice", replace, devs[1])
 
+	// Deleting one in the same commit makes room for the new one.
+	swap := next(upd, "swapped")
+	if err := e.s.Commit(e.ctx, swap, store.Write{Op: store.DeleteDevice, Device: devs[1]}, create(extra, limit)); err != nil {
+		e.t.Fatalf("Commit deleting then creating at the limit: %v", err)
+	}
+	e.wantDevices("env1", "alice", replace, extra)
+
 	// The limit is per user.
 	bob := e.create(e.newExec("env1", "bob", "v1"))
-	bobDev := store.Device{EnvID: "env1", UserID: "bob", ID: store.NewID(), Data: []byte("bob's")}
-	if err := e.s.CommitEnrollment(e.ctx, next(bob, "enrolled"), bobDev, limit); err != nil {
-		e.t.Fatalf("CommitEnrollment for another user: %v", err)
+	bobDev := newDevice("env1", "bob", "bob's")
+	if err := e.s.Commit(e.ctx, next(bob, "enrolled"), create(bobDev, limit)); err != nil {
+		e.t.Fatalf("Commit for another user: %v", err)
 	}
 	e.wantDevices("env1", "bob", bobDev)
+}
+
+func testCommitEachWrite(e *env) {
+	exec := e.create(e.newExec("env1", "alice", "v1"))
+	a, b := newDevice("env1", "alice", "a"), newDevice("env1", "alice", "b")
+	cur := next(exec, "two")
+	if err := e.s.Commit(e.ctx, cur, create(a, 0), create(b, 0)); err != nil {
+		e.t.Fatalf("Commit of two creates: %v", err)
+	}
+	e.wantDevices("env1", "alice", a, b)
+
+	wantErr(e.t, "Commit creating an id that exists", e.s.Commit(e.ctx, next(cur, "dup"), create(a, 0)), store.ErrExists)
+	wantErr(e.t, "Commit updating from a stale version", e.s.Commit(e.ctx, next(cur, "stale"),
+		store.Write{Op: store.UpdateDevice, Device: updated(updated(a, "skips a version"), "again")}), store.ErrConflict)
+	ghost := updated(newDevice("env1", "alice", "ghost"), "ghost v2")
+	wantErr(e.t, "Commit updating an unknown device", e.s.Commit(e.ctx, next(cur, "ghost"),
+		store.Write{Op: store.UpdateDevice, Device: ghost}), store.ErrNotFound)
+	e.wantExec(cur)
+	e.wantDevices("env1", "alice", a, b)
+
+	a2 := updated(a, "a, second version")
+	cur = next(cur, "update and delete")
+	if err := e.s.Commit(e.ctx, cur, store.Write{Op: store.UpdateDevice, Device: a2}, store.Write{Op: store.DeleteDevice, Device: b}); err != nil {
+		e.t.Fatalf("Commit of an update and a delete: %v", err)
+	}
+	e.wantExec(cur)
+	e.wantDevices("env1", "alice", a2)
+
+	// Deleting what is not there is no error: the commit's other writes
+	// and the execution still go through.
+	cur = next(cur, "delete again")
+	if err := e.s.Commit(e.ctx, cur, store.Write{Op: store.DeleteDevice, Device: b}); err != nil {
+		e.t.Fatalf("Commit deleting a deleted device: %v", err)
+	}
+	e.wantExec(cur)
+}
+
+// testCommitIsAtomic: when one write of a commit is refused, none happens.
+func testCommitIsAtomic(e *env) {
+	exec := e.create(e.newExec("env1", "alice", "v1"))
+	a := newDevice("env1", "alice", "a")
+	cur := next(exec, "a")
+	if err := e.s.Commit(e.ctx, cur, create(a, 0)); err != nil {
+		e.t.Fatal(err)
+	}
+	fresh := newDevice("env1", "alice", "fresh")
+	stale := store.Write{Op: store.UpdateDevice, Device: updated(updated(a, "x"), "y")}
+	for _, writes := range [][]store.Write{
+		{create(fresh, 0), stale},
+		{store.Write{Op: store.DeleteDevice, Device: a}, create(fresh, 0), create(a, 0)},
+		{create(fresh, 0), create(newDevice("env1", "alice", "third"), 2)},
+	} {
+		if err := e.s.Commit(e.ctx, next(cur, "must not be written"), writes...); err == nil {
+			e.t.Fatalf("Commit %v went through", writes)
+		}
+		e.wantExec(cur)
+		e.wantDevices("env1", "alice", a)
+	}
+}
+
+func testCommitCrossPartition(e *env) {
+	exec := e.create(e.newExec("env1", "alice", "v1"))
+	for _, d := range []store.Device{newDevice("env1", "bob", "bob's"), newDevice("env2", "alice", "other env")} {
+		wantErr(e.t, "Commit to "+d.UserID+" in "+d.EnvID, e.s.Commit(e.ctx, next(exec, "x"), create(d, 0)), store.ErrCrossPartition)
+		e.wantDevices(d.EnvID, d.UserID)
+	}
+	e.wantExec(exec)
+}
+
+func testDeviceVersions(e *env) {
+	d := e.enroll("env1", "alice", "v1 data")
+	if d.Version != 1 {
+		e.t.Fatalf("enrolled device version %d", d.Version)
+	}
+	d2 := updated(d, "v2 data")
+	if err := e.s.UpdateDevice(e.ctx, d2); err != nil {
+		e.t.Fatalf("UpdateDevice to version 2: %v", err)
+	}
+	got, err := e.s.GetDevice(e.ctx, "env1", "alice", d.ID)
+	if err != nil || !sameDevice(got, d2) {
+		e.t.Fatalf("GetDevice after update = %s, %v; want %s", fmtDevice(got), err, fmtDevice(d2))
+	}
+	wantErr(e.t, "UpdateDevice from the version before", e.s.UpdateDevice(e.ctx, updated(d, "lost update")), store.ErrConflict)
+	wantErr(e.t, "UpdateDevice skipping a version", e.s.UpdateDevice(e.ctx, updated(updated(d2, "x"), "y")), store.ErrConflict)
+	e.wantDevices("env1", "alice", d2)
+
+	// A nested update: the inner one wins, the outer, read before it,
+	// conflicts and must be re-run from a fresh read.
+	outerRead := d2
+	inner := updated(d2, "inner")
+	if err := e.s.UpdateDevice(e.ctx, inner); err != nil {
+		e.t.Fatalf("inner UpdateDevice: %v", err)
+	}
+	wantErr(e.t, "outer UpdateDevice after the inner one", e.s.UpdateDevice(e.ctx, updated(outerRead, "outer")), store.ErrConflict)
+	e.wantDevices("env1", "alice", inner)
+}
+
+func testConcurrentDeviceUpdates(e *env) {
+	const n = 20
+	d := e.enroll("env1", "alice", "v1")
+	versions := make([]store.Device, n)
+	for i := range n {
+		versions[i] = updated(d, fmt.Sprintf("writer-%d", i))
+	}
+	w := oneWinner(e.t, race(n, func(i int) error { return e.s.UpdateDevice(e.ctx, versions[i]) }))
+	e.wantDevices("env1", "alice", versions[w])
 }
 
 // race runs n writers that all start from the same read of one execution and
@@ -517,10 +656,10 @@ func testConcurrentCommits(e *env) {
 	devs := make([]store.Device, n)
 	for i := range n {
 		execs[i] = next(read, fmt.Sprintf("writer-%d", i))
-		devs[i] = store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte(fmt.Sprintf("device-%d", i))}
+		devs[i] = newDevice("env1", "alice", fmt.Sprintf("device-%d", i))
 	}
 	errs := race(n, func(i int) error {
-		return e.s.CommitEnrollment(e.ctx, execs[i], devs[i], 10)
+		return e.s.Commit(e.ctx, execs[i], create(devs[i], 10))
 	})
 	w := oneWinner(e.t, errs)
 	e.wantExec(execs[w])
@@ -538,13 +677,13 @@ func testConcurrentMixedWriters(e *env) {
 		// Identical data from every writer: the store must still let only
 		// one of them through.
 		execs[i] = next(read, "same-next-state")
-		devs[i] = store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte(fmt.Sprintf("device-%d", i))}
+		devs[i] = newDevice("env1", "alice", fmt.Sprintf("device-%d", i))
 	}
 	errs := race(n, func(i int) error {
 		if i%2 == 0 {
 			return e.s.UpdateExecution(e.ctx, execs[i])
 		}
-		return e.s.CommitEnrollment(e.ctx, execs[i], devs[i], 10)
+		return e.s.Commit(e.ctx, execs[i], create(devs[i], 10))
 	})
 	w := oneWinner(e.t, errs)
 	e.wantExec(execs[w])
@@ -560,9 +699,9 @@ func testConcurrentMixedWriters(e *env) {
 func (e *env) enroll(envID, user, data string) store.Device {
 	e.t.Helper()
 	exec := e.create(e.newExec(envID, user, "start"))
-	d := store.Device{EnvID: envID, UserID: user, ID: store.NewID(), Data: []byte(data)}
-	if err := e.s.CommitEnrollment(e.ctx, next(exec, "done"), d, 0); err != nil {
-		e.t.Fatalf("CommitEnrollment(%s/%s): %v", envID, user, err)
+	d := newDevice(envID, user, data)
+	if err := e.s.Commit(e.ctx, next(exec, "done"), create(d, 0)); err != nil {
+		e.t.Fatalf("Commit(%s/%s): %v", envID, user, err)
 	}
 	return d
 }
@@ -587,13 +726,13 @@ func testDevices(e *env) {
 	_, err = e.s.GetDevice(e.ctx, "env1", "alice", store.NewID())
 	wantErr(e.t, "GetDevice of an unknown id", err, store.ErrNotFound)
 
-	// PutDevice replaces existing devices only.
-	b.Data = []byte("b, renamed")
-	if err := e.s.PutDevice(e.ctx, b); err != nil {
-		e.t.Fatalf("PutDevice of an existing device: %v", err)
+	// UpdateDevice replaces existing devices only.
+	b = updated(b, "b, renamed")
+	if err := e.s.UpdateDevice(e.ctx, b); err != nil {
+		e.t.Fatalf("UpdateDevice of an existing device: %v", err)
 	}
-	ghost := store.Device{EnvID: "env1", UserID: "alice", ID: store.NewID(), Data: []byte("ghost")}
-	wantErr(e.t, "PutDevice of an unknown device", e.s.PutDevice(e.ctx, ghost), store.ErrNotFound)
+	ghost := updated(newDevice("env1", "alice", "ghost"), "ghost v2")
+	wantErr(e.t, "UpdateDevice of an unknown device", e.s.UpdateDevice(e.ctx, ghost), store.ErrNotFound)
 	e.wantDevices("env1", "alice", a, b, c)
 
 	if err := e.s.DeleteDevice(e.ctx, "env1", "alice", a.ID); err != nil {
@@ -603,7 +742,7 @@ func testDevices(e *env) {
 	wantErr(e.t, "GetDevice after delete", err, store.ErrNotFound)
 	wantErr(e.t, "DeleteDevice twice", e.s.DeleteDevice(e.ctx, "env1", "alice", a.ID), store.ErrNotFound)
 	wantErr(e.t, "DeleteDevice of an unknown id", e.s.DeleteDevice(e.ctx, "env1", "alice", store.NewID()), store.ErrNotFound)
-	wantErr(e.t, "PutDevice of a deleted device", e.s.PutDevice(e.ctx, a), store.ErrNotFound)
+	wantErr(e.t, "UpdateDevice of a deleted device", e.s.UpdateDevice(e.ctx, updated(a, "a v2")), store.ErrNotFound)
 	e.wantDevices("env1", "alice", b, c)
 
 	for _, d := range []store.Device{b, c} {
@@ -632,10 +771,10 @@ func testDevicesIsolation(e *env) {
 		wantErr(e.t, fmt.Sprintf("GetDevice(%s, %s) of alice's env1 device", k[0], k[1]), err, store.ErrNotFound)
 		wantErr(e.t, fmt.Sprintf("DeleteDevice(%s, %s) of alice's env1 device", k[0], k[1]),
 			e.s.DeleteDevice(e.ctx, k[0], k[1], alice1.ID), store.ErrNotFound)
-		moved := alice1
+		moved := updated(alice1, "moved")
 		moved.EnvID, moved.UserID = k[0], k[1]
-		wantErr(e.t, fmt.Sprintf("PutDevice(%s, %s) of alice's env1 device", k[0], k[1]),
-			e.s.PutDevice(e.ctx, moved), store.ErrNotFound)
+		wantErr(e.t, fmt.Sprintf("UpdateDevice(%s, %s) of alice's env1 device", k[0], k[1]),
+			e.s.UpdateDevice(e.ctx, moved), store.ErrNotFound)
 	}
 	e.wantDevices("env1", "alice", alice1)
 
