@@ -89,7 +89,7 @@ func TestMetricsOfAnEnrollment(t *testing.T) {
 			`enrollflow_store_operations_total{operation="create_execution",outcome="ok"}`:         1,
 			`enrollflow_store_operations_total{operation="get_execution",outcome="ok"}`:            3,
 			`enrollflow_store_operations_total{operation="update_execution",outcome="ok"}`:         2,
-			`enrollflow_store_operations_total{operation="commit",outcome="ok"}`:        1,
+			`enrollflow_store_operations_total{operation="commit",outcome="ok"}`:                   1,
 			`enrollflow_store_operations_total{operation="count_devices",outcome="ok"}`:            1,
 			`enrollflow_store_operations_total{operation="get_document",outcome="not_found"}`:      1, // the demo flow is configured, not saved
 			`enrollflow_store_operations_total{operation="list_documents",outcome="ok"}`:           2, // templates and channels, cached after

@@ -28,7 +28,8 @@ func (m *Metrics) Store(st store.Store) store.Store {
 var (
 	storeOperations = []string{"create_execution", "get_execution", "update_execution", "commit",
 		"list_devices", "get_device", "update_device", "delete_device", "count_devices",
-		"list_documents", "get_document", "put_document", "delete_document", "ping"}
+		"list_documents", "get_document", "put_document", "delete_document", "ping",
+		"attempt", "read_regulation", "settle", "spend"}
 	storeOutcomes = []string{"ok", "not_found", "conflict", "exists", "device_limit", "unavailable", "canceled", "error"}
 )
 
@@ -140,6 +141,26 @@ func (s *instrumentedStore) DeleteDocument(ctx context.Context, envID string, ki
 func (s *instrumentedStore) Ping(ctx context.Context) (err error) {
 	defer func(start time.Time) { s.observe("ping", start, err) }(time.Now())
 	return s.next.Ping(ctx)
+}
+
+func (s *instrumentedStore) Attempt(ctx context.Context, a store.Attempt) (res store.AttemptResult, err error) {
+	defer func(start time.Time) { s.observe("attempt", start, err) }(time.Now())
+	return s.next.Attempt(ctx, a)
+}
+
+func (s *instrumentedStore) ReadRegulation(ctx context.Context, envID, userID string) (rec store.RegulationRecord, err error) {
+	defer func(start time.Time) { s.observe("read_regulation", start, err) }(time.Now())
+	return s.next.ReadRegulation(ctx, envID, userID)
+}
+
+func (s *instrumentedStore) Settle(ctx context.Context, envID, userID string, st store.Settlement) (err error) {
+	defer func(start time.Time) { s.observe("settle", start, err) }(time.Now())
+	return s.next.Settle(ctx, envID, userID, st)
+}
+
+func (s *instrumentedStore) Spend(ctx context.Context, budgets ...store.Budget) (spent store.Spent, err error) {
+	defer func(start time.Time) { s.observe("spend", start, err) }(time.Now())
+	return s.next.Spend(ctx, budgets...)
 }
 
 func (s *instrumentedStore) Close() error { return s.next.Close() }

@@ -17,10 +17,14 @@ func CheckWrites(exec Execution, writes []Write) error {
 		if d.EnvID != exec.EnvID || Partition(d.EnvID, d.UserID) != p {
 			return fmt.Errorf("%w: write %d is for user %q of environment %q, not the execution's", ErrCrossPartition, i, d.UserID, d.EnvID)
 		}
-		if d.ID == "" {
+		if d.ID == "" && w.Op != Settle {
 			return fmt.Errorf("store: write %d: no device id", i)
 		}
 		switch w.Op {
+		case Settle:
+			if w.Settle == nil {
+				return fmt.Errorf("store: write %d: a Settle without a Settlement", i)
+			}
 		case CreateDevice:
 			if d.Version != 1 {
 				return fmt.Errorf("store: write %d: a created device has version 1, not %d", i, d.Version)

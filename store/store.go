@@ -104,13 +104,24 @@ const (
 	UpdateDevice
 	// DeleteDevice removes the device if it is there.
 	DeleteDevice
+	// Settle clears, in the regulation of Device's user, the subjects in
+	// Write.Settle (and the user's own count and lockout when it says so):
+	// a right code settles what was counted before it was judged.
+	Settle
 )
 
 // Write is one registry write of a Commit.
 type Write struct {
 	Op         WriteOp
-	Device     Device // Delete reads EnvID, UserID and ID only
-	MaxDevices int    // CreateDevice only
+	Device     Device      // Delete reads EnvID, UserID and ID only; Settle EnvID and UserID
+	MaxDevices int         // CreateDevice only
+	Settle     *Settlement // Settle only
+}
+
+// Settlement says what a Settle clears.
+type Settlement struct {
+	User     bool     // the user's attempt count and lockout
+	Subjects []string // these subjects' counts and cool-downs
 }
 
 // Devices is the device registry other front doors read.
@@ -136,11 +147,112 @@ type Documents interface {
 	DeleteDocument(ctx context.Context, envID string, kind Kind, id string) error
 }
 
+// Regulation keeps, per user, the attempts to verify the user's codes and
+// the lockouts they lead to, so that a limit holds across executions, nodes
+// and front doors. Every attempt is counted before it is judged, in one
+// atomic step, so N parallel guesses cost N attempts.
+type Regulation interface {
+	// Attempt counts one attempt and says whether it may be judged.
+	Attempt(ctx context.Context, a Attempt) (AttemptResult, error)
+	// ReadRegulation returns the user's record (a zero one when none).
+	ReadRegulation(ctx context.Context, envID, userID string) (RegulationRecord, error)
+	// Settle clears what s names; Commit can do the same atomically with
+	// an enrollment.
+	Settle(ctx context.Context, envID, userID string, s Settlement) error
+}
+
+// Attempt is one attempt to verify a code of a user.
+type Attempt struct {
+	EnvID, UserID string
+	// UserLimit attempts lock the user for UserLockout (0: no user limit).
+	// An attempt that reaches the limit is still judged: if its code is
+	// right, the settlement of the enrollment or verification lifts the
+	// lock.
+	UserLimit   int
+	UserLockout time.Duration
+	// Subject is what is verified (a device, a passcode), "" for nothing
+	// of its own. SubjectLimit attempts at it (0: no limit) make it
+	// refused for SubjectCoolDown and then counted afresh, or, with
+	// SubjectStaysVoid, refused until it is settled (a passcode that needs
+	// a new one).
+	Subject          string
+	SubjectLimit     int
+	SubjectCoolDown  time.Duration
+	SubjectStaysVoid bool
+	// Forget is how long after its last attempt the record is forgotten
+	// (0: DefaultForget); a lockout is always kept until it ends.
+	Forget time.Duration
+}
+
+// DefaultForget is how long a user's attempts are remembered.
+const DefaultForget = 24 * time.Hour
+
+// Refusal says why an attempt may not be judged.
+type Refusal int
+
+const (
+	Admitted      Refusal = iota
+	UserLocked            // the user is locked out until UserLockedUntil
+	SubjectLocked         // the subject cools down until SubjectLockedUntil
+	SubjectVoid           // the subject reached its limit and stays refused until settled
+)
+
+// AttemptResult is the record after the attempt.
+type AttemptResult struct {
+	Refusal            Refusal
+	UserAttempts       int       // counted toward the user's limit, this one included
+	UserLockedUntil    time.Time // zero when not locked
+	SubjectAttempts    int
+	SubjectLockedUntil time.Time
+}
+
+// Admitted reports whether the attempt may be judged.
+func (r AttemptResult) Admitted() bool { return r.Refusal == Admitted }
+
+// RegulationRecord is a user's regulation as it stands.
+type RegulationRecord struct {
+	UserAttempts    int
+	UserLockedUntil time.Time // zero, or the end of a lockout (possibly past)
+	Subjects        map[string]SubjectRecord
+}
+
+// SubjectRecord is one subject's count.
+type SubjectRecord struct {
+	Attempts    int
+	LockedUntil time.Time
+}
+
+// Budgets are rate limits on sends (GCRA: Limit units per Period, all of
+// them available at once), held in the store so that they hold across
+// nodes.
+type Budgets interface {
+	// Spend takes one unit from every budget, or from none: when one
+	// refuses, what was taken from the others is given back.
+	Spend(ctx context.Context, budgets ...Budget) (Spent, error)
+}
+
+// Budget is one rate limit. Key names it; it must not hold personal data
+// in the clear (hash an address first).
+type Budget struct {
+	Key    string
+	Limit  int
+	Period time.Duration
+}
+
+// Spent is how a Spend went.
+type Spent struct {
+	OK         bool
+	Refused    int           // the index of the first budget that refused
+	RetryAfter time.Duration // when that budget has a unit again
+}
+
 // Store is everything a node keeps outside itself.
 type Store interface {
 	Executions
 	Devices
 	Documents
+	Regulation
+	Budgets
 	// Ping reports whether the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	Close() error

@@ -18,11 +18,13 @@ import (
 type Store struct {
 	now func() time.Time
 
-	mu         sync.Mutex
-	executions map[string]store.Execution           // env + "/" + id
-	devices    map[string]map[string]store.Device   // env + "/" + user -> id -> device
-	docs       map[docKey]map[string]store.Document // id -> document
-	sweepAt    time.Time
+	mu          sync.Mutex
+	executions  map[string]store.Execution           // env + "/" + id
+	devices     map[string]map[string]store.Device   // env + "/" + user -> id -> device
+	docs        map[docKey]map[string]store.Document // id -> document
+	regulations map[string]*regulation               // env + "/" + user
+	budgets     map[string]*budget                   // budget key
+	sweepAt     time.Time
 }
 
 // New returns an empty store. now is the clock used for expiry (nil: time.Now).
@@ -31,10 +33,12 @@ func New(now func() time.Time) *Store {
 		now = time.Now
 	}
 	return &Store{
-		now:        now,
-		executions: map[string]store.Execution{},
-		devices:    map[string]map[string]store.Device{},
-		docs:       map[docKey]map[string]store.Document{},
+		now:         now,
+		executions:  map[string]store.Execution{},
+		devices:     map[string]map[string]store.Device{},
+		docs:        map[docKey]map[string]store.Document{},
+		regulations: map[string]*regulation{},
+		budgets:     map[string]*budget{},
 	}
 }
 
@@ -119,8 +123,12 @@ func (s *Store) Commit(_ context.Context, exec store.Execution, writes ...store.
 	}
 	for _, w := range writes {
 		uk := execKey(w.Device.EnvID, w.Device.UserID)
-		if w.Op == store.DeleteDevice {
+		switch w.Op {
+		case store.DeleteDevice:
 			delete(s.devices[uk], w.Device.ID)
+			continue
+		case store.Settle:
+			s.settleLocked(w.Device.EnvID, w.Device.UserID, *w.Settle)
 			continue
 		}
 		if s.devices[uk] == nil {
@@ -165,6 +173,16 @@ func (s *Store) sweepLocked() {
 	for k, exec := range s.executions {
 		if !now.Before(exec.ExpiresAt) {
 			delete(s.executions, k)
+		}
+	}
+	for k, r := range s.regulations {
+		if !now.Before(r.forgetAt) {
+			delete(s.regulations, k)
+		}
+	}
+	for k, b := range s.budgets {
+		if !b.tat.After(now) {
+			delete(s.budgets, k) // full again: the same as absent
 		}
 	}
 }

@@ -295,16 +295,18 @@ end
 
 // commitScript: KEYS[1] execution, KEYS[1+i] the registry of write i;
 // ARGV now, version, expiresAt, data, token, then per write: op, device id,
-// device version, device data, max devices. Every write is checked before
-// any is applied.
+// device version, device data, max devices. A Settle (op 4) names the
+// regulation key and carries the fields to clear, one per line, as its
+// data. Every write is checked before any is applied.
 var commitScript = goredis.NewScript(deviceVersion + casCheck + `
 local writes = (#ARGV - 5) / 5
 local counts = {}
 for i = 1, writes do
 	local b, key = 5 + (i - 1) * 5, KEYS[1 + i]
 	local op, id, ver, max = tonumber(ARGV[b + 1]), ARGV[b + 2], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5])
-	if counts[key] == nil then counts[key] = redis.call('HLEN', key) end
-	local cur = redis.call('HGET', key, id)
+	if op == 4 then id = '' end
+	if counts[key] == nil and op ~= 4 then counts[key] = redis.call('HLEN', key) end
+	local cur = op ~= 4 and redis.call('HGET', key, id)
 	if op == 1 then
 		if cur then return 1 end
 		if max > 0 and counts[key] >= max then return 4 end
@@ -318,8 +320,11 @@ for i = 1, writes do
 end
 for i = 1, writes do
 	local b, key = 5 + (i - 1) * 5, KEYS[1 + i]
-	if tonumber(ARGV[b + 1]) == 3 then
+	local op = tonumber(ARGV[b + 1])
+	if op == 3 then
 		redis.call('HDEL', key, ARGV[b + 2])
+	elseif op == 4 then
+		for field in string.gmatch(ARGV[b + 4], '[^\n]+') do redis.call('HDEL', key, field) end
 	else
 		redis.call('HSET', key, ARGV[b + 2], ARGV[b + 3] .. ':' .. ARGV[b + 4])
 	end
@@ -423,6 +428,15 @@ func (s *Store) Commit(ctx context.Context, exec store.Execution, writes ...stor
 	args := s.execArgs(exec)
 	for _, w := range writes {
 		d := w.Device
+		if w.Op == store.Settle {
+			var fields []string
+			for _, f := range settleFields(*w.Settle) {
+				fields = append(fields, f.(string))
+			}
+			keys = append(keys, s.regulationKey(d.EnvID, d.UserID))
+			args = append(args, int(w.Op), "", 0, strings.Join(fields, "\n"), 0)
+			continue
+		}
 		keys = append(keys, s.registryKey(d.EnvID, d.UserID))
 		args = append(args, int(w.Op), d.ID, d.Version, d.Data, max(w.MaxDevices, 0))
 	}

@@ -62,13 +62,14 @@ func TestConformanceCustomPrefix(t *testing.T) {
 		srv.FlushAll()
 		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 		t.Cleanup(func() {
-			// Whatever the subtest wrote lives under the prefix.
+			// Whatever the subtest wrote lives under the prefix (budgets
+			// under redis_rate's own "rate:" before it).
 			keys, err := c.Keys(context.Background(), "*").Result()
 			if err != nil {
 				t.Fatalf("KEYS: %v", err)
 			}
 			for _, k := range keys {
-				if !strings.HasPrefix(k, "tenant7:{") {
+				if !strings.HasPrefix(strings.TrimPrefix(k, "rate:"), "tenant7:{") {
 					t.Errorf("key %q is not under prefix tenant7", k)
 				}
 			}
@@ -375,4 +376,29 @@ func usedMemory(t *testing.T, c *goredis.Client) int64 {
 	}
 	t.Fatalf("INFO memory has no used_memory:\n%s", info)
 	return 0
+}
+
+// TestRegulationExpires: a user's regulation record expires Forget after
+// the last attempt, but not before its lockout ends.
+func TestRegulationExpires(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, nil)
+	defer s.Close()
+	c := rawClient(t, srv)
+	ctx := context.Background()
+	a := store.Attempt{EnvID: "env1", UserID: "alice", UserLimit: 5, UserLockout: 48 * time.Hour, Forget: time.Hour}
+	if _, err := s.Attempt(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	key := "ef:{p" + store.Partition("env1", "alice") + "}:r:env1:alice"
+	if ttl, _ := c.PTTL(ctx, key).Result(); ttl < 47*time.Hour || ttl > 48*time.Hour {
+		t.Errorf("TTL %v, want the 48 h lockout, the longest thing the record may hold", ttl)
+	}
+	if _, err := s.Attempt(ctx, store.Attempt{EnvID: "env1", UserID: "bob", UserLimit: 5, UserLockout: time.Minute, Forget: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	bob := "ef:{p" + store.Partition("env1", "bob") + "}:r:env1:bob"
+	if ttl, _ := c.PTTL(ctx, bob).Result(); ttl < 59*time.Minute || ttl > time.Hour {
+		t.Errorf("TTL %v, want Forget (1 h)", ttl)
+	}
 }

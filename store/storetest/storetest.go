@@ -94,6 +94,12 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.S
 		{"Devices", testDevices},
 		{"DevicesIsolation", testDevicesIsolation},
 		{"Documents", testDocuments},
+		{"RegulationUserLockout", testRegulationUserLockout},
+		{"RegulationSubjects", testRegulationSubjects},
+		{"RegulationForgets", testRegulationForgets},
+		{"RegulationParallel", testRegulationParallel},
+		{"CommitSettles", testCommitSettles},
+		{"Budgets", testBudgets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,202 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// regulationKey is one user's regulation record, in the user's partition
+// slot (so that Commit can settle it with the enrollment):
+//
+//	ef:{p<partition>}:r:<env>:<user>   HASH  n=attempts u=locked until (unix ms)
+//	                                         n:<subject> u:<subject> the same per subject
+//	rate:ef:{b:<budget key>}           STRING redis_rate's GCRA state (its "rate:" comes first)
+//
+// The record expires (PEXPIRE) Attempt.Forget after the last attempt, and
+// never before a lockout it holds ends. Budgets count on the Redis server's
+// clock (redis_rate reads TIME), so every node shares one clock for them.
+func (s *Store) regulationKey(envID, userID string) string {
+	return s.prefix + ":{p" + store.Partition(envID, userID) + "}:r:" + escapeEnv(envID) + ":" + userID
+}
+
+// attemptScript: KEYS[1] regulation; ARGV now, user limit, user lockout
+// ms, subject, subject limit, subject cool-down ms, stays void (0/1), keep
+// ms. Returns {refusal, attempts, locked until, subject attempts, subject
+// locked until}; the rules are store.Attempt's.
+var attemptScript = goredis.NewScript(`
+local k, now = KEYS[1], tonumber(ARGV[1])
+local subj, slimit = ARGV[4], tonumber(ARGV[5])
+local n = tonumber(redis.call('HGET', k, 'n') or '0')
+local u = tonumber(redis.call('HGET', k, 'u') or '0')
+local sn, su = 0, 0
+if subj ~= '' then
+	sn = tonumber(redis.call('HGET', k, 'n:' .. subj) or '0')
+	su = tonumber(redis.call('HGET', k, 'u:' .. subj) or '0')
+end
+if u > now then return {1, n, u, sn, su} end
+if u > 0 then n, u = 0, 0 end
+if subj ~= '' and slimit > 0 then
+	if su > now then return {2, n, u, sn, su} end
+	if sn >= slimit then
+		if ARGV[7] == '1' then return {3, n, u, sn, su} end
+		sn, su = 0, 0
+	end
+end
+n = n + 1
+local ulimit = tonumber(ARGV[2])
+if ulimit > 0 and n >= ulimit then u = now + tonumber(ARGV[3]) end
+redis.call('HSET', k, 'n', n, 'u', u)
+if subj ~= '' then
+	sn, su = sn + 1, 0
+	if slimit > 0 and sn >= slimit then su = now + tonumber(ARGV[6]) end
+	redis.call('HSET', k, 'n:' .. subj, sn, 'u:' .. subj, su)
+end
+local keep = tonumber(ARGV[8])
+local pt = redis.call('PTTL', k)
+if pt < keep then redis.call('PEXPIRE', k, keep) end
+return {0, n, u, sn, su}
+`)
+
+func (s *Store) Attempt(ctx context.Context, a store.Attempt) (store.AttemptResult, error) {
+	forget := a.Forget
+	if forget <= 0 {
+		forget = store.DefaultForget
+	}
+	keep := max(forget, a.UserLockout, a.SubjectCoolDown)
+	void := 0
+	if a.SubjectStaysVoid {
+		void = 1
+	}
+	res, err := attemptScript.Run(ctx, s.client, []string{s.regulationKey(a.EnvID, a.UserID)},
+		s.nowMs(), a.UserLimit, a.UserLockout.Milliseconds(), a.Subject, a.SubjectLimit,
+		a.SubjectCoolDown.Milliseconds(), void, keep.Milliseconds()).Int64Slice()
+	if err != nil {
+		return store.AttemptResult{}, unavailable(err)
+	}
+	if len(res) != 5 {
+		return store.AttemptResult{}, fmt.Errorf("store/redis: unexpected attempt reply %v", res)
+	}
+	return store.AttemptResult{Refusal: store.Refusal(res[0]), UserAttempts: int(res[1]), UserLockedUntil: msTime(res[2]),
+		SubjectAttempts: int(res[3]), SubjectLockedUntil: msTime(res[4])}, nil
+}
+
+func msTime(ms int64) time.Time {
+	if ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+func (s *Store) ReadRegulation(ctx context.Context, envID, userID string) (store.RegulationRecord, error) {
+	all, err := s.client.HGetAll(ctx, s.regulationKey(envID, userID)).Result()
+	if err != nil {
+		return store.RegulationRecord{}, unavailable(err)
+	}
+	out := store.RegulationRecord{Subjects: map[string]store.SubjectRecord{}}
+	for field, val := range all {
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			return store.RegulationRecord{}, fmt.Errorf("store/redis: corrupt regulation field %s: %w", field, err)
+		}
+		kind, subj, _ := strings.Cut(field, ":")
+		if subj == "" {
+			switch kind {
+			case "n":
+				out.UserAttempts = int(n)
+			case "u":
+				out.UserLockedUntil = msTime(n)
+			}
+			continue
+		}
+		rec := out.Subjects[subj]
+		switch kind {
+		case "n":
+			rec.Attempts = int(n)
+		case "u":
+			rec.LockedUntil = msTime(n)
+		}
+		out.Subjects[subj] = rec
+	}
+	return out, nil
+}
+
+// settleFields are the regulation fields a settlement clears.
+func settleFields(st store.Settlement) []any {
+	var fields []any
+	if st.User {
+		fields = append(fields, "n", "u")
+	}
+	for _, subj := range st.Subjects {
+		fields = append(fields, "n:"+subj, "u:"+subj)
+	}
+	return fields
+}
+
+func (s *Store) Settle(ctx context.Context, envID, userID string, st store.Settlement) error {
+	fields := settleFields(st)
+	if len(fields) == 0 {
+		return nil
+	}
+	strs := make([]string, len(fields))
+	for i, f := range fields {
+		strs[i] = f.(string)
+	}
+	return unavailable(s.client.HDel(ctx, s.regulationKey(envID, userID), strs...).Err())
+}
+
+// Spend uses redis_rate's GCRA, one script per budget, run at once (each
+// budget is a key of its own, in a slot of its own): one round trip of
+// latency. When a budget refuses, what the others took is given back.
+func (s *Store) Spend(ctx context.Context, budgets ...store.Budget) (store.Spent, error) {
+	limiter := redis_rate.NewLimiter(s.client)
+	results := make([]*redis_rate.Result, len(budgets))
+	errs := make([]error, len(budgets))
+	var wg sync.WaitGroup
+	for i, b := range budgets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = limiter.Allow(ctx, s.budgetKey(b.Key), rateLimit(b))
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			s.refund(ctx, limiter, budgets, results)
+			return store.Spent{}, unavailable(err)
+		}
+	}
+	for i, r := range results {
+		if r.Allowed == 0 {
+			s.refund(ctx, limiter, budgets, results)
+			return store.Spent{Refused: i, RetryAfter: r.RetryAfter}, nil
+		}
+	}
+	return store.Spent{OK: true}, nil
+}
+
+// refund gives back the units of the budgets that allowed a spend that
+// another refused. A refund that fails leaves a budget one unit short for
+// its period: the safe side.
+func (s *Store) refund(ctx context.Context, limiter *redis_rate.Limiter, budgets []store.Budget, results []*redis_rate.Result) {
+	for i, r := range results {
+		if r != nil && r.Allowed > 0 {
+			_, _ = limiter.AllowN(ctx, s.budgetKey(budgets[i].Key), rateLimit(budgets[i]), -1)
+		}
+	}
+}
+
+func (s *Store) budgetKey(key string) string { return s.prefix + ":{b:" + key + "}" }
+
+func rateLimit(b store.Budget) redis_rate.Limit {
+	return redis_rate.Limit{Rate: b.Limit, Burst: b.Limit, Period: b.Period}
+}
