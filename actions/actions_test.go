@@ -94,9 +94,9 @@ func TestDecode(t *testing.T) {
 		{name: "create minimal", ct: ct(actions.DeviceCreate), body: `{"type":"EMAIL"}`,
 			want: actions.Action{Name: actions.DeviceCreate, Payload: &actions.CreateDevice{Type: "EMAIL"}}},
 		{name: "create full", ct: ct(actions.DeviceCreate),
-			body: `{"type":"MOBILE","nickname":"n","email":"a@b.c","phone":"+15551234567","application":{"id":"app"},"rp":{"id":"example.com","name":"Ex"}}`,
+			body: `{"type":"MOBILE","nickname":"n","email":"a@b.c","phone":"+12015554567","application":{"id":"app"},"rp":{"id":"example.com","name":"Ex"}}`,
 			want: actions.Action{Name: actions.DeviceCreate, Payload: &actions.CreateDevice{Type: "MOBILE", Nickname: "n", Email: "a@b.c",
-				Phone: "+15551234567", Application: strPtrApp("app"), RP: &struct {
+				Phone: "+12015554567", Application: strPtrApp("app"), RP: &struct {
 					ID   string `json:"id,omitempty"`
 					Name string `json:"name,omitempty"`
 				}{ID: "example.com", Name: "Ex"}}}},
@@ -303,7 +303,7 @@ func FuzzDecode(f *testing.F) {
 		"APPLICATION/VND.PINGIDENTITY.DEVICE.ACTIVATE+JSON",
 		"application/json", "", "application/vnd.pingidentity.+json")
 	bodies := []string{
-		``, `{}`, ` { } `, `{"type":"EMAIL"}`, `{"type":"SMS","phone":"+15551234567","nickname":"n"}`,
+		``, `{}`, ` { } `, `{"type":"EMAIL"}`, `{"type":"SMS","phone":"+12015554567","nickname":"n"}`,
 		`{"type":"MOBILE","application":{"id":"a"},"rp":{"id":"x","name":"y"}}`,
 		`{"otp":"123456"}`, `{"attestation":{"a":[1, 2 ,{"b":null}]},"origin":"o"}`, `{"attestation":null}`,
 		`{"attestation":"\u00e9\ud800"}`, `{"attestation":["<&>"]}`, `{"TYPE":"EMAIL"}`, `{"type":"a","type":"b"}`,

@@ -121,7 +121,7 @@ func TestOutboxConcurrentSends(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			otp := "9" + strings.Repeat(string(rune('0'+i%10)), 5)
-			m := delivery.Message{EnvID: "env1", Method: methods[i%3], Recipient: "+15551234567", Locale: "en",
+			m := delivery.Message{EnvID: "env1", Method: methods[i%3], Recipient: "+12015554567", Locale: "en",
 				Body: "Your verification code is " + otp + "."}
 			errs <- ob.Send(context.Background(), m)
 		}(i)

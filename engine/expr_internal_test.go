@@ -12,7 +12,7 @@ func TestResolveInput(t *testing.T) {
 			"email": "jane@example.com",
 			"name":  map[string]any{"given": "Jane"},
 		},
-		"contact.phone": "+15551234567", // a dotted key in the inputs
+		"contact.phone": "+12015554567", // a dotted key in the inputs
 		"count":         3.0,
 		"big":           12345678.0,
 		"flag":          true,
@@ -65,7 +65,7 @@ func TestResolveInput(t *testing.T) {
 		{name: "dotted keys inside nesting", input: map[string]any{"user": map[string]any{"name.given": "${flow.inputs.user.name.given}"}},
 			want: map[string]any{"user": map[string]any{"name": map[string]any{"given": "Jane"}}}},
 		{name: "dotted key in the flow inputs", input: map[string]any{"phone": "${flow.inputs.contact.phone}"},
-			want: map[string]any{"phone": "+15551234567"}},
+			want: map[string]any{"phone": "+12015554567"}},
 		{name: "dotted keys merge with a nested object", input: map[string]any{
 			"user":    map[string]any{"email": "${flow.inputs.user.email}"},
 			"user.id": "${flow.inputs.user.id}",
@@ -104,7 +104,7 @@ func TestResolveInputDottedKeysDeterministic(t *testing.T) {
 	input := map[string]any{
 		"user":       map[string]any{"id": "nested", "email": "a@example.com"},
 		"user.id":    "dotted",
-		"user.phone": "+15551234567",
+		"user.phone": "+12015554567",
 		"a":          "scalar",
 		"a.b":        "deeper",
 	}
@@ -115,7 +115,7 @@ func TestResolveInputDottedKeysDeterministic(t *testing.T) {
 		}
 	}
 	want := map[string]any{
-		"user": map[string]any{"id": "dotted", "email": "a@example.com", "phone": "+15551234567"},
+		"user": map[string]any{"id": "dotted", "email": "a@example.com", "phone": "+12015554567"},
 		"a":    map[string]any{"b": "deeper"},
 	}
 	if !reflect.DeepEqual(first, want) {
@@ -167,7 +167,7 @@ func TestLookup(t *testing.T) {
 			"contact.email": "jane@example.com",
 			"name":          map[string]any{"given": "Jane"},
 		},
-		"user.mobilePhone": "+15551234567",
+		"user.mobilePhone": "+12015554567",
 		"a.b":              map[string]any{"c": "via dotted prefix"},
 		"x":                "scalar",
 		"n":                nil,
@@ -179,7 +179,7 @@ func TestLookup(t *testing.T) {
 		{[]string{"user", "id"}, "u1"},
 		{[]string{"user", "name", "given"}, "Jane"},
 		{[]string{"user", "contact", "email"}, "jane@example.com"},
-		{[]string{"user", "mobilePhone"}, "+15551234567"},
+		{[]string{"user", "mobilePhone"}, "+12015554567"},
 		{[]string{"a", "b", "c"}, "via dotted prefix"},
 		{[]string{"x"}, "scalar"},
 		{[]string{"x", "y"}, nil},

@@ -420,7 +420,7 @@ func TestConcurrentUpdateTwoRunners(t *testing.T) {
 	var otherErr error
 	var otherX *engine.Execution
 	h.store.setHook(func() {
-		a, _ := actions.Decode(actions.ContentType(actions.DeviceCreate), []byte(`{"type":"SMS","phone":"+15551234567"}`))
+		a, _ := actions.Decode(actions.ContentType(actions.DeviceCreate), []byte(`{"type":"SMS","phone":"+12015554567"}`))
 		otherX, otherErr = other.Act(context.Background(), h.env, x.ID, a)
 	})
 	_, err := h.act(x.ID, actions.DeviceCreate, map[string]any{"type": "EMAIL"})
@@ -578,7 +578,7 @@ func TestDeviceLimitOnCommit(t *testing.T) {
 	b := h.start("mfa-enrollment", alice)
 	a = h.mustAct(a.ID, actions.DeviceCreate, map[string]any{"type": "EMAIL"})
 	otpA := h.sender.lastOTP(t)
-	b = h.mustAct(b.ID, actions.DeviceCreate, map[string]any{"type": "SMS", "phone": "+15551234567"})
+	b = h.mustAct(b.ID, actions.DeviceCreate, map[string]any{"type": "SMS", "phone": "+12015554567"})
 	otpB := h.sender.lastOTP(t)
 	if a = h.mustAct(a.ID, actions.DeviceActivate, map[string]any{"otp": otpA}); a.Status != engine.StatusCompleted {
 		t.Fatalf("a = %+v", a)

@@ -55,7 +55,7 @@ func TestActionBadInput(t *testing.T) {
 		{"SECURITY_KEY not allowed by the policy", enrolling, ctCreate, `{"type":"SECURITY_KEY"}`, 400, "INVALID_DATA", []detail{{"type", "POLICY_VIOLATION"}}},
 		{"bad email", enrolling, ctCreate, `{"type":"EMAIL","email":"not-an-address"}`, 400, "INVALID_DATA", []detail{{"email", "INVALID_VALUE"}}},
 		{"email with a display name", enrolling, ctCreate, `{"type":"EMAIL","email":"Jane <jane@example.com>"}`, 400, "INVALID_DATA", []detail{{"email", "INVALID_VALUE"}}},
-		{"phone for an EMAIL device", enrolling, ctCreate, `{"type":"EMAIL","phone":"+15551234567"}`, 400, "INVALID_DATA", []detail{{"phone", "INVALID_VALUE"}}},
+		{"phone for an EMAIL device", enrolling, ctCreate, `{"type":"EMAIL","phone":"+12015554567"}`, 400, "INVALID_DATA", []detail{{"phone", "INVALID_VALUE"}}},
 		{"bad phone", enrolling, ctCreate, `{"type":"SMS","phone":"5551234"}`, 400, "INVALID_DATA", []detail{{"phone", "INVALID_VALUE"}}},
 		{"bad VOICE phone", enrolling, ctCreate, `{"type":"VOICE","phone":"+1 555 123 4567"}`, 400, "INVALID_DATA", []detail{{"phone", "INVALID_VALUE"}}},
 		{"email for an SMS device", enrolling, ctCreate, `{"type":"SMS","email":"a@example.com"}`, 400, "INVALID_DATA", []detail{{"email", "INVALID_VALUE"}}},
@@ -287,7 +287,7 @@ func TestWrongOTPCountsDown(t *testing.T) {
 		n := newNode(t, b, apptest.Options{})
 		id := n.start("wrong")
 		mustStatus(t, n.create(id, "SMS"), http.StatusOK)
-		right := n.passcode("+15551230000")
+		right := n.passcode("+12015550000")
 		bad := wrongCode(right)
 		// Malformed codes are refused before they are counted.
 		for _, otp := range []string{"abcdef", "12345a", "123"} {

@@ -27,7 +27,7 @@ import (
 const (
 	smtpUser, smtpPass = "mailer", "mail-password-123"
 	userEmail          = "jane@example.com"
-	userPhone          = "+15551230000"
+	userPhone          = "+12015550000"
 )
 
 // providers are the three servers one test talks to.
@@ -389,7 +389,7 @@ func TestChannelManagementAPI(t *testing.T) {
 		// Bad channels are refused with the field named.
 		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS", `{"type":"smtp","smtp":{"host":"mail","port":25,"from":"a@b.c"}}`),
 			http.StatusBadRequest, "INVALID_DATA", detail{Target: "type", Code: "INVALID_VALUE"})
-		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS", `{"type":"twilio","twilio":{"accountSid":"nope","authToken":"x","from":"+15550009999"}}`),
+		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS", `{"type":"twilio","twilio":{"accountSid":"nope","authToken":"x","from":"+12015559999"}}`),
 			http.StatusBadRequest, "INVALID_DATA", detail{Target: "twilio.accountSid", Code: "INVALID_VALUE"})
 		mustError(t, n.admin(http.MethodPut, "/environments/demo/channels/SMS", `{"type":"webhook","webhook":{"url":"https://gw.example","secret":"0123456789abcdef0","timeout":"10"}}`),
 			http.StatusBadRequest, "INVALID_DATA", detail{Target: "webhook.timeout"})

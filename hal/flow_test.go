@@ -25,7 +25,7 @@ func TestStartAndGet(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		n := newNode(t, b, apptest.Options{})
 		r := n.admin(http.MethodPost, execPath, startBody(demoFlow,
-			map[string]any{"id": "ann", "email": "ann@example.com", "mobilePhone": "+15551234567"}))
+			map[string]any{"id": "ann", "email": "ann@example.com", "mobilePhone": "+12015554567"}))
 		mustStatus(t, r, http.StatusCreated)
 		id := str(r.Body, "id")
 		if len(id) != 36 {
@@ -48,7 +48,7 @@ func TestStartAndGet(t *testing.T) {
 		mustLinks(t, r, actions.DeviceCreate, actions.DeviceSkipEnrollment)
 		for path, want := range map[string]any{
 			"environment.id": "demo", "flow.id": demoFlow, "step.id": "enroll", "step.type": "MFA_DEVICE_ENROLLMENT",
-			"email": "ann@example.com", "mobilePhone": "+15551234567",
+			"email": "ann@example.com", "mobilePhone": "+12015554567",
 			"mfaSettings.pairing.maxAllowedDevices": 5.0,
 		} {
 			if got := at(r.Body, strings.Split(path, ".")...); got != want {
@@ -90,9 +90,9 @@ func TestEnrollOTPDevices(t *testing.T) {
 	}{
 		{"EMAIL from inputs", "emma", `{"type":"EMAIL"}`, "EMAIL", "emma@example.com", "e***@example.com", "email", "EMAIL"},
 		{"EMAIL given in the action", "jane", `{"type":"email","email":"jane.doe@example.org","nickname":"Home"}`, "EMAIL", "jane.doe@example.org", "j*******@example.org", "email", "EMAIL"},
-		{"SMS from inputs", "sid", `{"type":"SMS"}`, "SMS", "+15551230000", "+1******0000", "phone", "SMS"},
-		{"SMS given in the action", "sal", `{"type":"SMS","phone":"+447700900123"}`, "SMS", "+447700900123", "+4*******0123", "phone", "SMS"},
-		{"VOICE", "vic", `{"type":"VOICE"}`, "VOICE", "+15551230000", "+1******0000", "phone", "VOICE"},
+		{"SMS from inputs", "sid", `{"type":"SMS"}`, "SMS", "+12015550000", "+1******0000", "phone", "SMS"},
+		{"SMS given in the action", "sal", `{"type":"SMS","phone":"+447400900123"}`, "SMS", "+447400900123", "+4*******0123", "phone", "SMS"},
+		{"VOICE", "vic", `{"type":"VOICE"}`, "VOICE", "+12015550000", "+1******0000", "phone", "VOICE"},
 	}
 	forEachStore(t, func(t *testing.T, b *backend) {
 		for _, tc := range cases {
@@ -376,7 +376,7 @@ func TestDeleteReturnsToEnrollmentRequired(t *testing.T) {
 
 		// Another device can be enrolled instead; only it lands in the registry.
 		mustStatus(t, n.create(id, "SMS"), http.StatusOK)
-		r = n.activate(id, n.passcode("+15551230000"))
+		r = n.activate(id, n.passcode("+12015550000"))
 		mustStatus(t, r, http.StatusOK)
 		l := n.admin(http.MethodGet, "/environments/demo/users/dora/devices", "")
 		items := list(l.Body, "_embedded", "devices")
@@ -447,7 +447,7 @@ func TestLinksMatchAllowedActions(t *testing.T) {
 		for _, st := range states {
 			t.Run(st.name, func(t *testing.T) {
 				n := &node{t: t, API: n.API}
-				id := n.startFlow(st.flow, map[string]any{"id": "links", "email": "links@example.com", "mobilePhone": "+15551230000"})
+				id := n.startFlow(st.flow, map[string]any{"id": "links", "email": "links@example.com", "mobilePhone": "+12015550000"})
 				st.setup(n, id)
 				r := n.get(id)
 				mustState(t, r, st.status)

@@ -36,7 +36,7 @@ const emailThenTOTP = `{
       "configuration": {"useDefaultPolicy": true, "allowSkip": true},
       "input": {
         "user": {"id": "${flow.inputs.user.id}", "email": "${flow.inputs.user.email}"},
-        "user.mobilePhone": "+15550001111",
+        "user.mobilePhone": "+12015551111",
         "template": {"locale": "de", "variables": {"firstDevice": "${steps.email.outputs.device.id}", "note": "after ${steps.email.outputs.device.type}"}}
       }
     }
@@ -71,7 +71,7 @@ func TestTwoStepFlow(t *testing.T) {
 		}
 		mustLinks(t, g, actions.DeviceCreate, actions.DeviceSkipEnrollment)
 		// The mapped inputs: an expression and a literal.
-		if str(g.Body, "email") != "duo@example.com" || str(g.Body, "mobilePhone") != "+15550001111" {
+		if str(g.Body, "email") != "duo@example.com" || str(g.Body, "mobilePhone") != "+12015551111" {
 			t.Errorf("step totp inputs: email %q, mobilePhone %q", str(g.Body, "email"), str(g.Body, "mobilePhone"))
 		}
 		// The EMAIL device is in the registry already, and the running
@@ -118,11 +118,11 @@ func TestTwoStepFlowBothEnrolled(t *testing.T) {
 		id := n.startFlow("email-then-totp", map[string]any{"id": "trio", "email": "trio@example.com"})
 		n.enrollEmail(id, "trio@example.com")
 		mustStatus(t, n.create(id, "SMS"), http.StatusOK)
-		msg, ok := n.Outbox.Last("+15550001111")
+		msg, ok := n.Outbox.Last("+12015551111")
 		if !ok || msg.Locale != "de" || !strings.HasPrefix(msg.Body, "Ihr Code lautet ") {
 			t.Fatalf("second step's message = %+v, want one to the mapped phone in locale de", msg)
 		}
-		r := n.activate(id, n.passcode("+15550001111"))
+		r := n.activate(id, n.passcode("+12015551111"))
 		mustStatus(t, r, http.StatusOK)
 		mustState(t, r, "COMPLETED")
 		if str(r.Body, "steps", "email", "result") != "ENROLLED" || str(r.Body, "steps", "totp", "result") != "ENROLLED" ||
@@ -332,7 +332,7 @@ func TestStepWithNamedPolicy(t *testing.T) {
 			flow := `{"id":"` + tc.policy + `","trigger":{"next":"s"},"stepDefinitions":{"s":{"type":"MFA_DEVICE_ENROLLMENT",
 				"configuration":{"useDefaultPolicy":false,"deviceAuthenticationPolicy":{"id":"` + tc.policy + `"}}}}}`
 			mustStatus(t, n.admin(http.MethodPost, "/environments/demo/flows", flow), http.StatusCreated)
-			id := n.startFlow(tc.policy, map[string]any{"id": "p", "email": "p@example.com", "mobilePhone": "+15551230000"})
+			id := n.startFlow(tc.policy, map[string]any{"id": "p", "email": "p@example.com", "mobilePhone": "+12015550000"})
 			g := n.get(id)
 			if got := list(g.Body, "allowedtypes"); !reflect.DeepEqual(got, tc.allowed) {
 				t.Errorf("%s: allowedtypes = %v, want %v", tc.policy, got, tc.allowed)

@@ -113,7 +113,7 @@ func TestGolden(t *testing.T) {
 
 		// DEVICE_ENROLLMENT_REQUIRED, as the 201 of the start.
 		r := n.admin(http.MethodPost, execPath, startBody(demoFlow,
-			map[string]any{"id": "jane", "email": "jane.doe@example.com", "mobilePhone": "+15551234567"}))
+			map[string]any{"id": "jane", "email": "jane.doe@example.com", "mobilePhone": "+12015554567"}))
 		mustStatus(t, r, http.StatusCreated)
 		emailExec := str(r.Body, "id")
 		z.name(emailExec, "<EXECUTION_ID>")
@@ -143,7 +143,7 @@ func TestGolden(t *testing.T) {
 		golden(t, z, "error_execution_ended", r)
 
 		// ACTIVATION_REQUIRED for SMS (the masked phone).
-		smsExec := n.startFlow(demoFlow, map[string]any{"id": "sam", "mobilePhone": "+15551234567"})
+		smsExec := n.startFlow(demoFlow, map[string]any{"id": "sam", "mobilePhone": "+12015554567"})
 		z.name(smsExec, "<SMS_EXECUTION_ID>")
 		r = n.create(smsExec, "SMS")
 		mustStatus(t, r, http.StatusOK)
@@ -166,7 +166,7 @@ func TestGolden(t *testing.T) {
 		golden(t, z, "device_deleted", r)
 
 		// ACTIVATION_REQUIRED for VOICE.
-		voiceExec := n.startFlow(demoFlow, map[string]any{"id": "val", "mobilePhone": "+15557654321"})
+		voiceExec := n.startFlow(demoFlow, map[string]any{"id": "val", "mobilePhone": "+12015554321"})
 		z.name(voiceExec, "<VOICE_EXECUTION_ID>")
 		r = n.create(voiceExec, "VOICE")
 		mustStatus(t, r, http.StatusOK)
@@ -175,7 +175,7 @@ func TestGolden(t *testing.T) {
 
 		// ACTIVATION_REQUIRED after the provider refused the passcode.
 		n.Outbox.Fail = delivery.Permanent("http 400", nil)
-		failedExec := n.startFlow(demoFlow, map[string]any{"id": "fay", "mobilePhone": "+15557654321"})
+		failedExec := n.startFlow(demoFlow, map[string]any{"id": "fay", "mobilePhone": "+12015554321"})
 		z.name(failedExec, "<FAILED_EXECUTION_ID>")
 		r = n.create(failedExec, "SMS")
 		mustStatus(t, r, http.StatusOK)

@@ -135,7 +135,7 @@ func startBody(flow string, user map[string]any) string {
 // returns the execution id.
 func (n *node) start(userID string) string {
 	n.t.Helper()
-	return n.startFlow(demoFlow, map[string]any{"id": userID, "email": userID + "@example.com", "mobilePhone": "+15551230000"})
+	return n.startFlow(demoFlow, map[string]any{"id": userID, "email": userID + "@example.com", "mobilePhone": "+12015550000"})
 }
 
 // startFlow starts flow with the given user inputs, asserting the 201.

@@ -105,7 +105,7 @@ func (g *gateway) received() []hookRequest {
 const (
 	twilioSID   = "AC0123456789abcdef0123456789abcdef"
 	twilioToken = "twilio-token-0123456789"
-	twilioFrom  = "+15550009999"
+	twilioFrom  = "+12015559999"
 )
 
 // twilioCall is one accepted Messages or Calls request.

@@ -168,8 +168,8 @@ func TestResendCoolDown(t *testing.T) {
 		coolDown       time.Duration
 	}{
 		{"EMAIL", "cool@example.com", 5 * time.Second},
-		{"SMS", "+15551230000", 30 * time.Second},
-		{"VOICE", "+15551230000", 30 * time.Second},
+		{"SMS", "+12015550000", 30 * time.Second},
+		{"VOICE", "+12015550000", 30 * time.Second},
 	}
 	forEachStore(t, func(t *testing.T, b *backend) {
 		for _, tc := range cases {
@@ -266,7 +266,7 @@ func TestDeleteAndCreateIsNoWayAround(t *testing.T) {
 		t.Run("resend cool-down to the same address", func(t *testing.T) {
 			n := newNode(t, b, apptest.Options{})
 			id := n.start("flood")
-			const phone = "+15551230000"
+			const phone = "+12015550000"
 			mustStatus(t, n.create(id, "SMS"), http.StatusOK)
 			n.Clock.Advance(10 * time.Second)
 			mustStatus(t, n.act(id, ctDelete, "{}"), http.StatusOK)
@@ -283,7 +283,7 @@ func TestDeleteAndCreateIsNoWayAround(t *testing.T) {
 				t.Fatalf("messages to %s = %d, want 1", phone, got)
 			}
 			// Another address is not held up: a mistyped address can be fixed at once.
-			r := n.act(id, ctCreate, `{"type":"SMS","phone":"+15559870000"}`)
+			r := n.act(id, ctCreate, `{"type":"SMS","phone":"+12025550000"}`)
 			mustStatus(t, r, http.StatusOK)
 			mustStatus(t, n.act(id, ctDelete, "{}"), http.StatusOK)
 			n.Clock.Advance(20 * time.Second)

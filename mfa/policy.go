@@ -98,6 +98,10 @@ type OTPMethod struct {
 	PairingDisabled            bool        `json:"pairingDisabled" yaml:"pairingDisabled"`
 	PromptForNicknameOnPairing bool        `json:"promptForNicknameOnPairing" yaml:"promptForNicknameOnPairing"`
 	OTP                        OTPSettings `json:"otp" yaml:"otp"`
+	// AllowedNumberTypes (SMS and VOICE) accepts phone numbers of these
+	// restricted types too: PREMIUM_RATE, SHARED_COST, UAN, PAGER,
+	// VOICEMAIL, UNKNOWN. None by default.
+	AllowedNumberTypes []string `json:"allowedNumberTypes,omitempty" yaml:"allowedNumberTypes"`
 }
 
 // TOTPMethod is the policy of authenticator apps.
@@ -236,6 +240,11 @@ func (p *Policy) Validate() error {
 		if err := o.ResendCoolDown.validate(name+".otp.resendCoolDown", time.Second, 10*time.Minute); err != nil {
 			return err
 		}
+		for i, t := range p.OTPMethodFor(m.t).AllowedNumberTypes {
+			if _, ok := RestrictedNumberTypes[t]; !ok || m.t == Email {
+				return fmt.Errorf("%s.allowedNumberTypes[%d]: must be PREMIUM_RATE, SHARED_COST, UAN, PAGER, VOICEMAIL or UNKNOWN (SMS and VOICE only)", name, i)
+			}
+		}
 	}
 	if c := p.TOTP.OTP.Failure.Count; c < 1 || c > 7 {
 		return fmt.Errorf("totp.otp.failure.count: must be between 1 and 7")
@@ -259,6 +268,54 @@ type Settings struct {
 		FailureCount    int `json:"failureCount" yaml:"failureCount"`
 		DurationSeconds int `json:"durationSeconds" yaml:"durationSeconds"`
 	} `json:"lockout" yaml:"lockout"`
+	// SendLimits bound the passcodes sent, whatever the front door.
+	SendLimits SendLimits `json:"sendLimits" yaml:"sendLimits"`
+	// PhoneNumbers restricts the numbers SMS and VOICE devices may have.
+	PhoneNumbers struct {
+		AllowedCountries []string `json:"allowedCountries,omitempty" yaml:"allowedCountries"`
+	} `json:"phoneNumbers" yaml:"phoneNumbers"`
+}
+
+// SendLimits are the send budgets against pumping.
+type SendLimits struct {
+	User    Rate `json:"user" yaml:"user"`       // per user, every method
+	Address Rate `json:"address" yaml:"address"` // per destination address, across users
+	SMS     Rate `json:"sms" yaml:"sms"`         // per environment
+	Voice   Rate `json:"voice" yaml:"voice"`     // per environment
+	Email   Rate `json:"email" yaml:"email"`     // per environment
+}
+
+// Rate is Count sends per Period, all of them available at once.
+type Rate struct {
+	Count  int      `json:"count" yaml:"count"`
+	Period Duration `json:"period" yaml:"period"`
+}
+
+// For returns the environment budget of a method.
+func (l *SendLimits) For(t DeviceType) Rate {
+	switch t {
+	case SMS:
+		return l.SMS
+	case Voice:
+		return l.Voice
+	}
+	return l.Email
+}
+
+func (r *Rate) applyDefault(count int, period Duration) {
+	if r.Count == 0 {
+		r.Count = count
+	}
+	if r.Period.Duration == 0 {
+		r.Period = period
+	}
+}
+
+func (r Rate) validate(field string) error {
+	if r.Count < 1 || r.Count > 1_000_000 {
+		return fmt.Errorf("%s.count: must be between 1 and 1000000", field)
+	}
+	return r.Period.validate(field+".period", time.Second, 24*time.Hour)
 }
 
 // ApplyDefaults fills the documented defaults.
@@ -275,6 +332,12 @@ func (s *Settings) ApplyDefaults() {
 	if s.Lockout.DurationSeconds == 0 {
 		s.Lockout.DurationSeconds = 600
 	}
+	hour := Duration{Duration: 1, TimeUnit: "HOURS"}
+	s.SendLimits.User.applyDefault(10, hour)
+	s.SendLimits.Address.applyDefault(5, hour)
+	s.SendLimits.SMS.applyDefault(300, minutes(1))
+	s.SendLimits.Voice.applyDefault(300, minutes(1))
+	s.SendLimits.Email.applyDefault(1000, minutes(1))
 }
 
 // Validate checks the ranges; the error names the field.
@@ -285,5 +348,30 @@ func (s *Settings) Validate() error {
 	if f := s.Pairing.PairingKeyFormat; f != "NUMERIC" && f != "ALPHANUMERIC" {
 		return fmt.Errorf("pairing.pairingKeyFormat: must be NUMERIC or ALPHANUMERIC")
 	}
+	if c := s.Lockout.FailureCount; c < 1 || c > 100 {
+		return fmt.Errorf("lockout.failureCount: must be between 1 and 100")
+	}
+	if d := s.Lockout.DurationSeconds; d < 1 || d > 86400 {
+		return fmt.Errorf("lockout.durationSeconds: must be between 1 and 86400 (24 hours)")
+	}
+	l := &s.SendLimits
+	for _, r := range []struct {
+		field string
+		rate  Rate
+	}{{"user", l.User}, {"address", l.Address}, {"sms", l.SMS}, {"voice", l.Voice}, {"email", l.Email}} {
+		if err := r.rate.validate("sendLimits." + r.field); err != nil {
+			return err
+		}
+	}
+	for i, c := range s.PhoneNumbers.AllowedCountries {
+		if !ValidRegion(c) {
+			return fmt.Errorf("phoneNumbers.allowedCountries[%d]: %q is not an ISO 3166-1 alpha-2 country code such as US or ES", i, c)
+		}
+	}
 	return nil
+}
+
+// LockoutDuration is the lockout as a time.Duration.
+func (s *Settings) LockoutDuration() time.Duration {
+	return time.Duration(s.Lockout.DurationSeconds) * time.Second
 }

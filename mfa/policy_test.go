@@ -36,7 +36,7 @@ func TestMaskEmail(t *testing.T) {
 
 func TestMaskPhone(t *testing.T) {
 	tests := map[string]string{
-		"+15551234567":     "+1******4567",
+		"+12015554567":     "+1******4567",
 		"+447911123456":    "+4*******3456",
 		"+1234567":         "+1**4567",
 		"+123456":          "+1*3456",
@@ -307,7 +307,7 @@ func TestDevicePublicView(t *testing.T) {
 			t.Errorf("public view contains %q: %s", secret, b)
 		}
 	}
-	p := mfa.Device{ID: "d2", Type: mfa.SMS, Phone: "+15551234567"}
+	p := mfa.Device{ID: "d2", Type: mfa.SMS, Phone: "+12015554567"}
 	if got := p.PublicView()["phone"]; got != "+1******4567" {
 		t.Errorf("phone = %v", got)
 	}

@@ -36,7 +36,7 @@ import (
 
 const (
 	envID      = "e1"
-	recipient  = "+15557654321"
+	recipient  = "+12015554321"
 	passcode   = "987654"
 	hookSecret = "hook-secret-0123456789abcdef"
 	twilioSID  = "AC0123456789abcdef0123456789abcdef"
@@ -250,7 +250,7 @@ func TestNewRefusesBadConfiguration(t *testing.T) {
 		{"smtp cannot carry SMS", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeSMTP, SMTP: validSMTP()})},
 			"notifications.channels.SMS.type: a smtp channel cannot deliver SMS"},
 		{"twilio cannot carry EMAIL", dispatch.Environment{Channels: map[delivery.Method]dispatch.Channel{
-			delivery.Email: {Type: dispatch.TypeTwilio, Twilio: &twilio.Config{AccountSID: twilioSID, AuthToken: twilioAuth, From: "+15550001111"}}}},
+			delivery.Email: {Type: dispatch.TypeTwilio, Twilio: &twilio.Config{AccountSID: twilioSID, AuthToken: twilioAuth, From: "+12015551111"}}}},
 			"notifications.channels.EMAIL.type: a twilio channel cannot deliver EMAIL"},
 		{"missing section", dispatch.Environment{Channels: sms(dispatch.Channel{Type: dispatch.TypeWebhook})},
 			"notifications.channels.SMS.webhook: is required for a webhook channel"},
@@ -361,7 +361,7 @@ func TestCredentialEnvFillsTheSecret(t *testing.T) {
 				w.WriteHeader(http.StatusCreated)
 			}))
 			t.Cleanup(srv.Close)
-			ch := dispatch.Channel{Type: dispatch.TypeTwilio, Twilio: &twilio.Config{AccountSID: twilioSID, From: "+15550001111", BaseURL: srv.URL}}
+			ch := dispatch.Channel{Type: dispatch.TypeTwilio, Twilio: &twilio.Config{AccountSID: twilioSID, From: "+12015551111", BaseURL: srv.URL}}
 			return ch, func(t *testing.T) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -813,7 +813,7 @@ func TestSaveChannelRefusals(t *testing.T) {
 		{"bad smtp port", delivery.Email, dispatch.Channel{Type: dispatch.TypeSMTP,
 			SMTP: &smtp.Config{Host: "mail.example.test", Port: -1, From: "mfa@example.test"}}, "smtp.port"},
 		{"bad twilio account", delivery.SMS, dispatch.Channel{Type: dispatch.TypeTwilio,
-			Twilio: &twilio.Config{AccountSID: "nope", AuthToken: twilioAuth, From: "+15550001111"}}, "twilio.accountSid"},
+			Twilio: &twilio.Config{AccountSID: "nope", AuthToken: twilioAuth, From: "+12015551111"}}, "twilio.accountSid"},
 		{"http webhook elsewhere than loopback", delivery.SMS, dispatch.Channel{Type: dispatch.TypeWebhook,
 			Webhook: &webhook.Config{URL: "http://gw.example.test/hook", Secret: hookSecret}}, "webhook.url"},
 		{"short webhook secret", delivery.SMS, dispatch.Channel{Type: dispatch.TypeWebhook,
@@ -826,7 +826,7 @@ func TestSaveChannelRefusals(t *testing.T) {
 		{"webhook at the metadata service", delivery.SMS, dispatch.Channel{Type: dispatch.TypeWebhook,
 			Webhook: &webhook.Config{URL: "https://169.254.169.254/latest", Secret: hookSecret}}, "webhook.url"},
 		{"twilio on this machine", delivery.SMS, dispatch.Channel{Type: dispatch.TypeTwilio,
-			Twilio: &twilio.Config{AccountSID: twilioSID, AuthToken: twilioAuth, From: "+15550001111", BaseURL: "https://localhost:8443"}}, "twilio.baseUrl"},
+			Twilio: &twilio.Config{AccountSID: twilioSID, AuthToken: twilioAuth, From: "+12015551111", BaseURL: "https://localhost:8443"}}, "twilio.baseUrl"},
 		{"smtp on this machine", delivery.Email, dispatch.Channel{Type: dispatch.TypeSMTP,
 			SMTP: &smtp.Config{Host: "127.0.0.1", Port: 25, TLS: smtp.TLSNone, From: "mfa@example.test"}}, "smtp.host"},
 		{"smtp caFile", delivery.Email, dispatch.Channel{Type: dispatch.TypeSMTP,
@@ -857,7 +857,7 @@ func TestChannelManagement(t *testing.T) {
 	}})})
 
 	created, err := d.SaveChannel(ctx, envID, delivery.SMS, dispatch.Channel{Type: dispatch.TypeTwilio,
-		Twilio: &twilio.Config{AccountSID: twilioSID, AuthToken: twilioAuth, From: "+15550001111"}})
+		Twilio: &twilio.Config{AccountSID: twilioSID, AuthToken: twilioAuth, From: "+12015551111"}})
 	if err != nil || !created {
 		t.Fatalf("SaveChannel(SMS) = %v, %v; want created", created, err)
 	}

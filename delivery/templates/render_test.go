@@ -8,7 +8,7 @@ import (
 	"github.com/enrollflow/enrollflow/delivery/templates"
 )
 
-var testUser = templates.User{Username: "jane", Email: "jane@example.com", MobilePhone: "+15551234567"}
+var testUser = templates.User{Username: "jane", Email: "jane@example.com", MobilePhone: "+12015554567"}
 
 func TestRenderVariables(t *testing.T) {
 	const hostile = `<script>&"'`
@@ -23,7 +23,7 @@ func TestRenderVariables(t *testing.T) {
 			name:    "every built-in variable",
 			content: sms("en", "", "${otp} ${user.username} ${user.email} ${user.mobilePhone}"),
 			user:    testUser,
-			want:    templates.Rendered{Text: "123456 jane jane@example.com +15551234567"},
+			want:    templates.Rendered{Text: "123456 jane jane@example.com +12015554567"},
 		},
 		{
 			name:    "built-in variables the request lacks render empty and are not missing",

@@ -40,7 +40,7 @@ type Config struct {
 	AccountSID string `json:"accountSid"`
 	AuthToken  string `json:"authToken,omitempty"`
 	// From is the caller id for calls, and the SMS sender unless
-	// MessagingServiceSID is set; E.164 ("+15551234567"). It may be left
+	// MessagingServiceSID is set; E.164 ("+12015554567"). It may be left
 	// empty when MessagingServiceSID is set, for a channel that only
 	// sends SMS: a call then fails delivery.Misconfigured "no caller id".
 	From string `json:"from"`

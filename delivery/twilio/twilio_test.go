@@ -25,7 +25,7 @@ import (
 const (
 	accountSID = "AC0123456789abcdef0123456789abcdef"
 	authToken  = "twilio-auth-token-0123"
-	from       = "+15550001111"
+	from       = "+12015551111"
 	serviceSID = "MG0123456789abcdef0123456789abcdef"
 	otp        = "493817"
 	recipient  = "+34600123456"

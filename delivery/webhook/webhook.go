@@ -3,7 +3,7 @@
 //
 // The request body is
 //
-//	{"id":"…","environmentId":"…","method":"SMS","recipient":"+15551234567","locale":"en","content":"…"}
+//	{"id":"…","environmentId":"…","method":"SMS","recipient":"+12015554567","locale":"en","content":"…"}
 //
 // with "subject" (before "content") and "html" (after it) added for e-mail
 // when they are not empty. The headers are

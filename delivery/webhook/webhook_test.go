@@ -27,7 +27,7 @@ import (
 const (
 	secret    = "0123456789abcdef-webhook-secret"
 	otp       = "493817"
-	recipient = "+15551234567"
+	recipient = "+12015554567"
 )
 
 // request is one request as the gateway got it.
@@ -119,13 +119,13 @@ func TestSendPostsSignedJSON(t *testing.T) {
 		want string
 	}{
 		{"sms", smsMessage(),
-			`{"id":"d1","environmentId":"env1","method":"SMS","recipient":"+15551234567","locale":"en","content":"Your verification code is 493817."}`},
+			`{"id":"d1","environmentId":"env1","method":"SMS","recipient":"+12015554567","locale":"en","content":"Your verification code is 493817."}`},
 		{"voice", voice,
-			`{"id":"d1","environmentId":"env1","method":"VOICE","recipient":"+15551234567","locale":"en","content":"Your code is 4, 9, 3, 8, 1, 7."}`},
+			`{"id":"d1","environmentId":"env1","method":"VOICE","recipient":"+12015554567","locale":"en","content":"Your code is 4, 9, 3, 8, 1, 7."}`},
 		{"email", email,
 			`{"id":"d2","environmentId":"env1","method":"EMAIL","recipient":"jane@example.com","locale":"es-ES","subject":"Tu código","content":"Código: 493817","html":"\u003cp\u003eCódigo: \u003cb\u003e493817\u003c/b\u003e\u003c/p\u003e"}`},
 		{"subject only for e-mail", smsWithSubject,
-			`{"id":"d1","environmentId":"env1","method":"SMS","recipient":"+15551234567","locale":"en","content":"Your verification code is 493817."}`},
+			`{"id":"d1","environmentId":"env1","method":"SMS","recipient":"+12015554567","locale":"en","content":"Your verification code is 493817."}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

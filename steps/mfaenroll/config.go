@@ -98,7 +98,6 @@ func validateConfig(env *engine.Environment, raw json.RawMessage) []engine.Error
 }
 
 var (
-	e164Pattern   = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 	localePattern = regexp.MustCompile(`^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$`)
 )
 
@@ -111,8 +110,6 @@ func ValidEmail(s string) bool {
 	return err == nil && a.Address == s && a.Name == ""
 }
 
-// ValidPhone accepts E.164 numbers: "+" then 7 to 15 digits.
-func ValidPhone(s string) bool { return e164Pattern.MatchString(s) }
 
 // input is the step's view of its resolved inputs.
 type input struct {
@@ -246,8 +243,12 @@ func validateInput(m map[string]any) []engine.ErrorDetail {
 	if s, ok := optionalString("user.email", "user", "email"); ok && !ValidEmail(s) {
 		bad("user.email", engine.DetailInvalidValue, "must be a valid e-mail address such as jane@example.com")
 	}
-	if s, ok := optionalString("user.mobilePhone", "user", "mobilePhone"); ok && !ValidPhone(s) {
-		bad("user.mobilePhone", engine.DetailInvalidValue, "must be an E.164 phone number such as +15551234567")
+	if s, ok := optionalString("user.mobilePhone", "user", "mobilePhone"); ok {
+		// Whether the environment and the policy accept it (countries,
+		// types) is checked when a device is created with it.
+		if _, err := mfa.ParsePhone(s, mfa.PhoneRules{}); err != nil {
+			bad("user.mobilePhone", engine.DetailInvalidValue, err.Error())
+		}
 	}
 	if s, ok := optionalString("user.username", "user", "username"); ok && len(s) > 128 {
 		bad("user.username", engine.DetailInvalidValue, "must be at most 128 characters")

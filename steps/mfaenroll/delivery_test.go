@@ -28,7 +28,7 @@ import (
 // passcode send is an effect, and its failure a Followup.
 
 const (
-	userPhone   = "+15551234567"
+	userPhone   = "+12015554567"
 	smsCoolDown = 30 * time.Second // the default policy's SMS resend cool-down
 )
 

@@ -44,7 +44,7 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if p.RP != nil {
 		return nil, invalid("rp", engine.DetailInvalidValue, "is only for PLATFORM and SECURITY_KEY devices")
 	}
-	address, err := deviceAddress(t, p, r.in)
+	address, err := deviceAddress(t, p, r.in, r.sc.Env, r.policy)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 
 // deviceAddress picks the address the passcode goes to: the action's, else
 // the step input's, and checks it.
-func deviceAddress(t mfa.DeviceType, p *actions.CreateDevice, in input) (string, error) {
+func deviceAddress(t mfa.DeviceType, p *actions.CreateDevice, in input, env *engine.Environment, policy *mfa.Policy) (string, error) {
 	switch t {
 	case mfa.Email:
 		if p.Phone != "" {
@@ -114,10 +114,16 @@ func deviceAddress(t mfa.DeviceType, p *actions.CreateDevice, in input) (string,
 		if phone == "" {
 			return "", invalid("phone", engine.DetailRequired, fmt.Sprintf("is required for %s devices (or give user.mobilePhone in the inputs)", t))
 		}
-		if !ValidPhone(phone) {
-			return "", invalid("phone", engine.DetailInvalidValue, "must be an E.164 phone number such as +15551234567")
+		rules := mfa.PhoneRules{AllowedCountries: env.MFASettings.PhoneNumbers.AllowedCountries,
+			AllowedTypes: policy.OTPMethodFor(t).AllowedNumberTypes}
+		e164, err := mfa.ParsePhone(phone, rules)
+		if err != nil {
+			if p.Phone == "" {
+				return "", invalid("phone", engine.DetailInvalidValue, "the input user.mobilePhone "+err.Error()+"; give another phone")
+			}
+			return "", invalid("phone", engine.DetailInvalidValue, err.Error())
 		}
-		return phone, nil
+		return e164, nil
 	}
 	if p.Email != "" || p.Phone != "" {
 		field := "email"

@@ -196,7 +196,9 @@ func (s *Step) View(sc *engine.StepContext) engine.View {
 	case DeviceEnrollmentRequired:
 		types := r.policy.PairableTypes()
 		props["allowedtypes"] = types
-		props["mfaSettings"] = sc.Env.MFASettings
+		// The seed's mfaSettings: what a client shows (pairing, lockout);
+		// send limits and number rules are the service's business.
+		props["mfaSettings"] = map[string]any{"pairing": sc.Env.MFASettings.Pairing, "lockout": sc.Env.MFASettings.Lockout}
 		props["applications"] = sc.Env.Applications
 		if r.in.Email != "" {
 			props["email"] = r.in.Email
