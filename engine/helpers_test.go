@@ -12,6 +12,9 @@ import (
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/delivery/templates"
 	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/factor"
+	"github.com/enrollflow/enrollflow/factor/otp"
+	"github.com/enrollflow/enrollflow/factor/totp"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store"
@@ -94,7 +97,7 @@ func (c *captureSender) lastOTP(t testing.TB) string {
 }
 
 // stepRegistry returns a registry with the real enrollment step.
-func stepRegistry(t testing.TB, devices store.Devices, sender mfaenroll.Messenger) *engine.StepRegistry {
+func stepRegistry(t testing.TB, devices store.Devices, sender otp.Messenger) *engine.StepRegistry {
 	t.Helper()
 	keys, err := mfa.DeriveKeys(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
@@ -107,7 +110,6 @@ func stepRegistry(t testing.TB, devices store.Devices, sender mfaenroll.Messenge
 	if sender == nil {
 		sender = &captureSender{}
 	}
-	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{
-		Devices: devices, Messenger: sender, Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: zerolog.Nop(),
-	}))
+	factors := factor.NewRegistry(&otp.Factor{Messenger: sender, Hasher: mfa.NewOTPHasher(keys.OTPHash)}, &totp.Factor{Sealer: sealer})
+	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{Devices: devices, Factors: factors, Log: zerolog.Nop()}))
 }

@@ -1,6 +1,7 @@
 package mfa
 
 import (
+	"net/mail"
 	"strings"
 	"unicode/utf8"
 )
@@ -25,4 +26,13 @@ func MaskPhone(phone string) string {
 		return strings.Repeat("*", len(phone))
 	}
 	return phone[:2] + strings.Repeat("*", len(phone)-6) + phone[len(phone)-4:]
+}
+
+// ValidEmail accepts a bare address (no display name) of at most 254 bytes.
+func ValidEmail(s string) bool {
+	if len(s) > 254 {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && a.Name == ""
 }

@@ -3,7 +3,6 @@ package mfaenroll
 import (
 	"encoding/json"
 	"fmt"
-	"net/mail"
 	"regexp"
 	"slices"
 	"sort"
@@ -101,15 +100,8 @@ var (
 	localePattern = regexp.MustCompile(`^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$`)
 )
 
-// ValidEmail accepts a bare address (no display name) of at most 254 bytes.
-func ValidEmail(s string) bool {
-	if len(s) > 254 {
-		return false
-	}
-	a, err := mail.ParseAddress(s)
-	return err == nil && a.Address == s && a.Name == ""
-}
-
+// ValidEmail is mfa.ValidEmail.
+func ValidEmail(s string) bool { return mfa.ValidEmail(s) }
 
 // input is the step's view of its resolved inputs.
 type input struct {

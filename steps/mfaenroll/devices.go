@@ -1,28 +1,61 @@
 package mfaenroll
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"image/png"
 	"strings"
 	"time"
-
-	"github.com/pquerna/otp"
 
 	"github.com/enrollflow/enrollflow/actions"
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/factor"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/store"
 )
+
+// The step's device actions. What is the same for every kind of device is
+// here: the type's policy, the nickname, the device limit, the step-wide
+// cool-downs and the lockout, the passcode cap. What a kind of device
+// needs of its own (its address, secret, proof, record and view) is its
+// factor's (package factor).
 
 const maxNickname = 100
 
 func invalid(target, code, msg string) error { return engine.InvalidField(target, code, msg) }
 
-// create handles device.create for EMAIL, SMS, VOICE and TOTP.
+// enroller is the factor of t; every pairable type has one.
+func (s *Step) enroller(t mfa.DeviceType) (factor.Enroller, error) {
+	e, ok := s.deps.Factors.Enroller(t)
+	if !ok {
+		return nil, invalid("type", engine.DetailPolicyViolation, fmt.Sprintf("%s devices cannot be enrolled by this service", t))
+	}
+	return e, nil
+}
+
+// reissuer is the pending device's factor when it can send a new passcode.
+func (s *Step) reissuer(p *factor.Pending) (factor.Reissuer, bool) {
+	if p == nil {
+		return nil, false
+	}
+	e, ok := s.deps.Factors.Enroller(p.Type)
+	if !ok {
+		return nil, false
+	}
+	re, ok := e.(factor.Reissuer)
+	return re, ok
+}
+
+// begin is the factor's view of this step's request.
+func (r *run) begin(p *actions.CreateDevice, id string) factor.Begin {
+	return factor.Begin{EnvID: r.sc.Env.ID, Settings: &r.sc.Env.MFASettings, Policy: r.policy,
+		User:    factor.User{ID: r.in.UserID, Username: r.in.Username, Email: r.in.Email, Phone: r.in.Phone},
+		Message: factor.Message{Locale: r.in.Locale, Variant: r.cfg.variant(), Variables: r.in.Variables},
+		Action:  p, ID: id, Now: r.sc.Now}
+}
+
+// create handles device.create.
 func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*engine.Outcome, error) {
 	if p.Type == "" {
 		return nil, invalid("type", engine.DetailRequired, "is required")
@@ -31,9 +64,9 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if !ok {
 		return nil, invalid("type", engine.DetailInvalidValue, fmt.Sprintf("unknown device type %q", p.Type))
 	}
-	if !r.policy.Pairable(t) {
+	if !r.policy.Pairable(t) || !s.deps.Factors.Supports(t) {
 		return nil, invalid("type", engine.DetailPolicyViolation,
-			fmt.Sprintf("%s devices cannot be enrolled here; allowed types: %v", t, r.policy.PairableTypes()))
+			fmt.Sprintf("%s devices cannot be enrolled here; allowed types: %v", t, s.pairableTypes(r.policy)))
 	}
 	if len(p.Nickname) > maxNickname {
 		return nil, invalid("nickname", engine.DetailInvalidValue, fmt.Sprintf("must be at most %d characters", maxNickname))
@@ -44,7 +77,14 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if p.RP != nil {
 		return nil, invalid("rp", engine.DetailInvalidValue, "is only for PLATFORM and SECURITY_KEY devices")
 	}
-	address, err := deviceAddress(t, p, r.in, r.sc.Env, r.policy)
+	e, err := s.enroller(t)
+	if err != nil {
+		return nil, err
+	}
+	normalized := *p
+	normalized.Type = string(t)
+	b := r.begin(&normalized, store.NewID())
+	address, err := e.Target(b)
 	if err != nil {
 		return nil, err
 	}
@@ -60,110 +100,43 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 		return nil, invalid("type", engine.DetailLimitExceeded,
 			fmt.Sprintf("the user already has the maximum of %d devices; delete one first", max))
 	}
-	now := r.sc.Now
-	d := &pending{ID: store.NewID(), Type: t, Nickname: p.Nickname, Address: address, CreatedAt: now}
-	out := &engine.Outcome{}
-	if t == mfa.TOTP {
-		account := r.in.Email
-		if account == "" {
-			account = r.in.UserID
-		}
-		key, err := mfa.NewTOTPKey(r.policy.TOTP.URIParameters.Issuer, account)
-		if err != nil {
-			return nil, engine.AsError(err)
-		}
-		d.SealedTOTP = s.deps.Sealer.Seal([]byte(key.URI), d.ID)
-	} else {
-		send, err := s.issueOTP(ctx, r, d)
-		if err != nil {
-			return nil, err
-		}
-		out.After = append(out.After, send)
-	}
-	r.st.Pending = d
-	return out, nil
-}
-
-// deviceAddress picks the address the passcode goes to: the action's, else
-// the step input's, and checks it.
-func deviceAddress(t mfa.DeviceType, p *actions.CreateDevice, in input, env *engine.Environment, policy *mfa.Policy) (string, error) {
-	switch t {
-	case mfa.Email:
-		if p.Phone != "" {
-			return "", invalid("phone", engine.DetailInvalidValue, "is not used for EMAIL devices")
-		}
-		addr := p.Email
-		if addr == "" {
-			addr = in.Email
-		}
-		if addr == "" {
-			return "", invalid("email", engine.DetailRequired, "is required for EMAIL devices (or give user.email in the inputs)")
-		}
-		if !ValidEmail(addr) {
-			return "", invalid("email", engine.DetailInvalidValue, "must be a valid e-mail address such as jane@example.com")
-		}
-		return addr, nil
-	case mfa.SMS, mfa.Voice:
-		if p.Email != "" {
-			return "", invalid("email", engine.DetailInvalidValue, fmt.Sprintf("is not used for %s devices", t))
-		}
-		phone := p.Phone
-		if phone == "" {
-			phone = in.Phone
-		}
-		if phone == "" {
-			return "", invalid("phone", engine.DetailRequired, fmt.Sprintf("is required for %s devices (or give user.mobilePhone in the inputs)", t))
-		}
-		rules := mfa.PhoneRules{AllowedCountries: env.MFASettings.PhoneNumbers.AllowedCountries,
-			AllowedTypes: policy.OTPMethodFor(t).AllowedNumberTypes}
-		e164, err := mfa.ParsePhone(phone, rules)
-		if err != nil {
-			if p.Phone == "" {
-				return "", invalid("phone", engine.DetailInvalidValue, "the input user.mobilePhone "+err.Error()+"; give another phone")
-			}
-			return "", invalid("phone", engine.DetailInvalidValue, err.Error())
-		}
-		return e164, nil
-	}
-	if p.Email != "" || p.Phone != "" {
-		field := "email"
-		if p.Phone != "" {
-			field = "phone"
-		}
-		return "", invalid(field, engine.DetailInvalidValue, fmt.Sprintf("is not used for %s devices", t))
-	}
-	return "", nil
-}
-
-// issueOTP puts a fresh passcode on d, renders its message and returns the
-// send to run after the state is saved. The clear passcode lives only in
-// the message, which goes nowhere but the channel.
-func (s *Step) issueOTP(ctx context.Context, r *run, d *pending) (engine.Effect, error) {
-	rules := r.policy.OTPMethodFor(d.Type).OTP
-	code := mfa.NewOTP(rules.OTPLength)
-	msg, err := s.deps.Messenger.ComposePairing(ctx, delivery.Pairing{
-		EnvID: r.sc.Env.ID, Method: delivery.Method(d.Type), Recipient: d.Address,
-		Locale: r.in.Locale, Variant: r.cfg.variant(), OTP: code,
-		Username: r.in.Username, Email: r.in.Email, MobilePhone: r.in.Phone, Variables: r.in.Variables,
-	})
+	pending, send, err := e.Begin(ctx, b, address)
 	if err != nil {
 		return nil, err
 	}
-	now := r.sc.Now
-	d.OTPHash = s.deps.Hasher.Hash(d.ID, code)
-	d.OTPExpiresAt = now.Add(rules.LifeTime.Std())
-	d.SentAt = now
-	r.st.LastSentTo, r.st.LastSentAt = d.Address, now
+	r.st.Pending = &pending
+	out := &engine.Outcome{}
+	if send != nil {
+		out.After = append(out.After, s.sent(r, send))
+	}
+	return out, nil
+}
+
+// pairableTypes are the policy's pairable types that a factor enrolls.
+func (s *Step) pairableTypes(p *mfa.Policy) []mfa.DeviceType {
+	out := []mfa.DeviceType{}
+	for _, t := range p.PairableTypes() {
+		if s.deps.Factors.Supports(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// sent counts a passcode the factor is about to send and returns the
+// effect that sends it once the state is saved, recording a failure.
+func (s *Step) sent(r *run, send factor.Send) engine.Effect {
+	d := *r.st.Pending
+	r.st.LastSentTo, r.st.LastSentAt = d.Address, r.sc.Now
 	r.st.Sent++
-	d.Failures, d.LockedUntil = 0, time.Time{}
-	sent := sendRef{device: d.ID, seq: r.st.Sent}
+	ref := sendRef{device: d.ID, seq: r.st.Sent}
 	return func(ctx context.Context) engine.Followup {
-		err := s.deps.Messenger.Send(ctx, msg)
+		err := send(ctx)
 		if err == nil {
 			return nil
 		}
-		return s.recordDeliveryFailure(sent, deliveryFailure(err, d))
-	}, nil
+		return s.recordDeliveryFailure(ref, deliveryFailure(err, &d))
+	}
 }
 
 // sendRef names one passcode send: the device and the step's send count.
@@ -175,7 +148,7 @@ type sendRef struct {
 // deliveryFailure is the error a client shows when a passcode did not
 // arrive. The cause (provider, status) is in the delivery log; the client
 // learns whether to fix the address or to try again.
-func deliveryFailure(err error, d *pending) *engine.ErrorDetail {
+func deliveryFailure(err error, d *factor.Pending) *engine.ErrorDetail {
 	to := mfa.MaskPhone(d.Address)
 	if d.Type == mfa.Email {
 		to = mfa.MaskEmail(d.Address)
@@ -217,162 +190,110 @@ func (s *Step) recordDeliveryFailure(sent sendRef, failure *engine.ErrorDetail) 
 			return nil, false, nil
 		}
 		r.st.DeliveryError = failure
-		d.SentAt = time.Time{}
+		if re, ok := s.reissuer(d); ok {
+			undelivered := re.Undelivered(*d)
+			r.st.Pending = &undelivered
+		}
 		r.st.LastSentAt = time.Time{}
 		return r.st, true, nil
 	}
 }
 
 // resend handles otp.resend: a fresh passcode replaces the old one, no
-// sooner than the resend cool-down or, after too many failures, the
-// failure cool-down.
+// sooner than the factor allows.
 func (s *Step) resend(ctx context.Context, r *run) (*engine.Outcome, error) {
-	d := r.st.Pending
-	now := r.sc.Now
 	if err := r.lockoutGuard(); err != nil {
 		return nil, err
 	}
-	if now.Before(d.LockedUntil) {
-		return nil, engine.TooSoon("Too many wrong passcodes; a new passcode can be sent after the cool-down.", d.LockedUntil.Sub(now))
+	d := r.st.Pending
+	re, ok := s.reissuer(d)
+	if !ok {
+		return nil, engine.AsError(fmt.Errorf("otp.resend for a %s device", d.Type))
 	}
-	cool := r.policy.OTPMethodFor(d.Type).OTP.ResendCoolDown.Std()
-	if next := d.SentAt.Add(cool); now.Before(next) {
-		return nil, engine.TooSoon(fmt.Sprintf("A passcode was sent less than %s ago; wait before asking again.", cool), next.Sub(now))
+	if err := re.CheckResend(*d, r.policy, r.sc.Now); err != nil {
+		return nil, err
 	}
 	if err := r.sendLimitGuard(); err != nil {
 		return nil, err
 	}
-	send, err := s.issueOTP(ctx, r, d)
+	pending, send, err := re.Reissue(ctx, r.begin(&actions.CreateDevice{Type: string(d.Type), Nickname: d.Nickname}, d.ID), *d)
 	if err != nil {
 		return nil, err
 	}
-	return &engine.Outcome{After: []engine.Effect{send}}, nil
+	r.st.Pending = &pending
+	return &engine.Outcome{After: []engine.Effect{s.sent(r, send)}}, nil
 }
 
-// activate handles device.activate: the right passcode enrolls the device.
-func (s *Step) activate(r *run, p *actions.ActivateDevice) (*engine.Outcome, error) {
+// activate handles device.activate: the factor judges the proof; a right
+// one enrolls the device, a wrong one is counted, by the factor for the
+// device and by the step towards mfaSettings.lockout.
+func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) (*engine.Outcome, error) {
 	d := r.st.Pending
-	if (len(p.Attestation) > 0 && string(p.Attestation) != "null") || p.Origin != "" {
-		return nil, invalid("attestation", engine.DetailInvalidValue, "is only for PLATFORM and SECURITY_KEY devices")
+	e, err := s.enroller(d.Type)
+	if err != nil {
+		return nil, err
 	}
-	if p.OTP == "" {
-		return nil, invalid("otp", engine.DetailRequired, "is required")
-	}
-	if !digitsOnly(p.OTP) || len(p.OTP) < 6 || len(p.OTP) > 10 {
-		return nil, invalid("otp", engine.DetailInvalidValue, "must be 6 to 10 digits")
+	if e.Activation() == factor.ByPasscode {
+		// A malformed proof is a 400 even during a lockout.
+		if err := factor.CheckPasscodeProof(p); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.lockoutGuard(); err != nil {
 		return nil, err
 	}
-	now := r.sc.Now
-	var failure mfa.Failure
-	var ok bool
-	var totpStep int64
-	if d.Type == mfa.TOTP {
-		failure = r.policy.TOTP.OTP.Failure
-		if now.Before(d.LockedUntil) {
-			return nil, engine.TooSoon("Too many wrong passcodes; try again after the cool-down.", d.LockedUntil.Sub(now))
-		}
-		uri, err := s.deps.Sealer.Open(d.SealedTOTP, d.ID)
-		if err != nil {
-			return nil, engine.AsError(err)
-		}
-		secret, err := mfa.SecretFromURI(string(uri))
-		if err != nil {
-			return nil, engine.AsError(err)
-		}
-		totpStep, ok, _ = mfa.VerifyTOTP(secret, p.OTP, now, r.policy.TOTP.PasscodeGracePeriod, 0)
-	} else {
-		failure = r.policy.OTPMethodFor(d.Type).OTP.Failure
-		if d.Failures >= failure.Count {
-			return nil, invalid("otp", engine.DetailOTPVoid, voidMessage(d, now))
-		}
-		if !now.Before(d.OTPExpiresAt) {
-			return nil, invalid("otp", engine.DetailOTPExpired, "the passcode has expired; request a new one (otp.resend)")
-		}
-		ok = s.deps.Hasher.Verify(d.ID, p.OTP, d.OTPHash)
+	v, err := e.Activate(ctx, factor.Activate{Policy: r.policy, Pending: *d, Proof: p, Now: r.sc.Now})
+	if err != nil {
+		return nil, err
 	}
-	if !ok {
-		return s.wrongOTP(r, failure), nil
+	if !v.OK {
+		return s.refused(r, e, v), nil
 	}
-	dev := mfa.Device{ID: d.ID, Type: d.Type, Status: mfa.StatusActive, Nickname: d.Nickname,
-		SealedTOTP: d.SealedTOTP, LastTOTPStep: totpStep, CreatedAt: d.CreatedAt, UpdatedAt: now}
-	switch d.Type {
-	case mfa.Email:
-		dev.Email = d.Address
-	case mfa.SMS, mfa.Voice:
-		dev.Phone = d.Address
-	}
-	data, err := json.Marshal(dev)
+	data, err := json.Marshal(v.Device)
 	if err != nil {
 		return nil, engine.AsError(err)
 	}
 	return &engine.Outcome{
 		Result:  Enrolled,
-		Outputs: map[string]any{"device": map[string]any{"id": dev.ID, "type": dev.Type}},
+		Outputs: map[string]any{"device": map[string]any{"id": v.Device.ID, "type": v.Device.Type}},
 		Writes: []store.Write{{Op: store.CreateDevice,
-			Device:     store.Device{EnvID: r.sc.Env.ID, UserID: r.in.UserID, ID: dev.ID, Version: 1, Data: data},
+			Device:     store.Device{EnvID: r.sc.Env.ID, UserID: r.in.UserID, ID: v.Device.ID, Version: 1, Data: data},
 			MaxDevices: r.sc.Env.MFASettings.Pairing.MaxAllowedDevices}},
 	}, nil
 }
 
-// wrongOTP counts a failed attempt; the count is saved and the client gets
-// a 400 with what is left.
-func (s *Step) wrongOTP(r *run, failure mfa.Failure) *engine.Outcome {
-	d := r.st.Pending
-	now := r.sc.Now
-	if r.countFailure(failure) {
+// refused counts a wrong proof; the count is saved and the client gets
+// the factor's 400, or the lockout's when this attempt set it off.
+func (s *Step) refused(r *run, e factor.Enroller, v factor.Verdict) *engine.Outcome {
+	if r.countFailure() {
+		locked := e.LockedOut(*r.st.Pending, r.policy, r.st.LockoutUntil)
+		r.st.Pending = &locked
 		lockout := r.sc.Env.MFASettings.Lockout
-		e := engine.InvalidField("otp", engine.DetailOTPVoid, fmt.Sprintf(
+		err := engine.InvalidField("otp", engine.DetailOTPVoid, fmt.Sprintf(
 			"the passcode is wrong; after %d wrong passcodes enrollment is locked until %s",
 			lockout.FailureCount, r.st.LockoutUntil.UTC().Format(time.RFC3339)))
-		e.Details[0].InnerError = map[string]any{"remainingAttempts": 0}
-		return &engine.Outcome{Err: e}
+		err.Details[0].InnerError = map[string]any{"remainingAttempts": 0}
+		return &engine.Outcome{Err: err}
 	}
-	d.Failures++
-	remaining := failure.Count - d.Failures
-	msg := fmt.Sprintf("the passcode is wrong; %d attempt(s) left", remaining)
-	code := engine.DetailInvalidOTP
-	if remaining <= 0 {
-		d.LockedUntil = now.Add(failure.CoolDown.Std())
-		r.st.CreateAfter = d.LockedUntil
-		if d.Type == mfa.TOTP {
-			// TOTP has nothing to resend: the lock itself is the cool-down,
-			// after which the count starts again.
-			d.Failures = 0
-			msg = fmt.Sprintf("the passcode is wrong and no attempts are left; try again after %s", d.LockedUntil.UTC().Format(time.RFC3339))
-		} else {
-			d.OTPHash = nil
-			code = engine.DetailOTPVoid
-			msg = "the passcode is wrong and no attempts are left; " + voidMessage(d, now)
-		}
-		remaining = 0
+	r.st.Pending = &v.Pending
+	if v.Exhausted {
+		r.st.CreateAfter = v.CoolDownUntil
 	}
-	e := engine.InvalidField("otp", code, msg)
-	e.Details[0].InnerError = map[string]any{"remainingAttempts": remaining}
-	return &engine.Outcome{Err: e}
+	return &engine.Outcome{Err: v.Refusal}
 }
 
 // countFailure counts a wrong passcode towards mfaSettings.lockout and
 // reports whether it set the lockout off. The count starts again once a
 // lockout has been served.
-func (r *run) countFailure(failure mfa.Failure) bool {
+func (r *run) countFailure() bool {
 	lockout := r.sc.Env.MFASettings.Lockout
 	r.st.Failures++
 	if r.st.Failures < lockout.FailureCount {
 		return false
 	}
 	r.st.Failures = 0
-	r.st.LockoutUntil = r.sc.Now.Add(time.Duration(lockout.DurationSeconds) * time.Second)
+	r.st.LockoutUntil = r.sc.Now.Add(r.sc.Env.MFASettings.LockoutDuration())
 	r.st.CreateAfter = r.st.LockoutUntil
-	d := r.st.Pending
-	if d.Type.SendsOTP() {
-		// The passcode is void: after the lockout only a resent one counts.
-		d.Failures, d.OTPHash, d.LockedUntil = failure.Count, nil, r.st.LockoutUntil
-	} else {
-		// TOTP has nothing to resend; after the lockout it counts afresh.
-		d.Failures, d.LockedUntil = 0, time.Time{}
-	}
 	return true
 }
 
@@ -398,7 +319,7 @@ func (r *run) createGuard(t mfa.DeviceType, address string) error {
 	if now.Before(r.st.CreateAfter) {
 		return engine.TooSoon("Too many wrong passcodes; a new device can be created after the cool-down.", r.st.CreateAfter.Sub(now))
 	}
-	if !t.SendsOTP() {
+	if address == "" {
 		return nil
 	}
 	if address == r.st.LastSentTo {
@@ -421,89 +342,41 @@ func (r *run) sendLimitGuard() error {
 	return nil
 }
 
-func voidMessage(d *pending, now time.Time) string {
-	if now.Before(d.LockedUntil) {
-		return "the passcode is void; request a new one (otp.resend) after " + d.LockedUntil.UTC().Format(time.RFC3339)
-	}
-	return "the passcode is void; request a new one (otp.resend)"
-}
-
-func digitsOnly(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// deviceView is the pending device as the client sees it.
+// deviceView is the pending device as the client sees it: its factor's view.
 func (s *Step) deviceView(r *run) map[string]any {
 	d := r.st.Pending
 	if d == nil {
 		return nil
 	}
-	v := map[string]any{"id": d.ID, "type": d.Type, "createdAt": d.CreatedAt}
-	if d.Nickname != "" {
-		v["nickname"] = d.Nickname
+	e, ok := s.deps.Factors.Enroller(d.Type)
+	if !ok {
+		return map[string]any{"id": d.ID, "type": d.Type, "createdAt": d.CreatedAt}
 	}
-	switch d.Type {
-	case mfa.Email:
-		v["email"] = mfa.MaskEmail(d.Address)
-	case mfa.SMS, mfa.Voice:
-		v["phone"] = mfa.MaskPhone(d.Address)
-	case mfa.TOTP:
-		uri, err := s.deps.Sealer.Open(d.SealedTOTP, d.ID)
-		if err != nil {
-			s.deps.Log.Error().Err(err).Str("execution", engine.LogID(r.sc.ExecutionID)).Msg("cannot unseal TOTP secret")
-			return v
-		}
-		secret, _ := mfa.SecretFromURI(string(uri))
-		v["secret"] = secret
-		v["keyUri"] = string(uri)
-		v["period"] = mfa.TOTPPeriod
-		v["digits"] = mfa.TOTPDigits
-		v["algorithm"] = mfa.TOTPAlgorithm
-		if r.sc.SelfURL != "" {
-			v["qrCode"] = map[string]any{"href": r.sc.SelfURL + "/" + QRCodeResource, "type": "image/png"}
-		}
-	}
-	if d.Type.SendsOTP() {
-		v["otp"] = map[string]any{"expiresAt": d.OTPExpiresAt, "remainingAttempts": max(r.policy.OTPMethodFor(d.Type).OTP.Failure.Count-d.Failures, 0)}
-	}
-	return v
+	return e.View(*d, r.policy, r.sc.SelfURL)
 }
 
-// QRCodeResource is the name of the TOTP QR code under the execution URL.
-const QRCodeResource = "qrcode.png"
+// ResourceNames are the resources the factors serve.
+func (s *Step) ResourceNames() []string { return s.deps.Factors.ResourceNames() }
 
-// ResourceNames: the QR code is the step's one resource.
-func (s *Step) ResourceNames() []string { return []string{QRCodeResource} }
-
-// Resource serves the PNG QR code of a pending TOTP device.
+// Resource serves a resource of the pending device's factor (the QR code).
 func (s *Step) Resource(_ context.Context, sc *engine.StepContext, name string) (string, []byte, error) {
 	r, err := s.load(sc)
 	if err != nil {
 		return "", nil, err
 	}
-	if name != QRCodeResource || r.st.Status != ActivationRequired || r.st.Pending == nil || r.st.Pending.Type != mfa.TOTP {
-		return "", nil, engine.NotFound(strings.TrimSuffix(name, ".png"))
+	notFound := engine.NotFound(strings.TrimSuffix(name, ".png"))
+	if r.st.Status != ActivationRequired || r.st.Pending == nil {
+		return "", nil, notFound
 	}
-	uri, err := s.deps.Sealer.Open(r.st.Pending.SealedTOTP, r.st.Pending.ID)
-	if err != nil {
-		return "", nil, engine.AsError(err)
+	e, _ := s.deps.Factors.Enroller(r.st.Pending.Type)
+	rs, ok := e.(factor.Resourcer)
+	if !ok {
+		return "", nil, notFound
 	}
-	key, err := otp.NewKeyFromURL(string(uri))
-	if err != nil {
-		return "", nil, engine.AsError(err)
+	for _, n := range rs.ResourceNames() {
+		if n == name {
+			return rs.Resource(*r.st.Pending, name)
+		}
 	}
-	img, err := key.Image(256, 256)
-	if err != nil {
-		return "", nil, engine.AsError(err)
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return "", nil, engine.AsError(err)
-	}
-	return "image/png", buf.Bytes(), nil
+	return "", nil, notFound
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/enrollflow/enrollflow/actions"
-	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/factor"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/store"
 )
@@ -25,20 +25,9 @@ const TypeName = "MFA_DEVICE_ENROLLMENT"
 
 // Deps are the services the step uses.
 type Deps struct {
-	Devices   store.Devices // the registry, to count a user's devices
-	Messenger Messenger     // passcode messages
-	Hasher    *mfa.OTPHasher
-	Sealer    *mfa.Sealer
-	Log       zerolog.Logger
-}
-
-// Messenger renders passcode messages from the environment's templates and
-// sends them over its channels (delivery/dispatch).
-type Messenger interface {
-	ComposePairing(ctx context.Context, p delivery.Pairing) (delivery.Message, error)
-	// Send delivers msg, retrying transient failures within its own time
-	// budget; the error says whether the failure is permanent.
-	Send(ctx context.Context, msg delivery.Message) error
+	Devices store.Devices    // the registry, to count a user's devices
+	Factors *factor.Registry // one factor per kind of device
+	Log     zerolog.Logger
 }
 
 // Step implements engine.StepType.
@@ -61,8 +50,8 @@ func (s *Step) ValidateInput(in map[string]any) []engine.ErrorDetail { return va
 // state is what the step saves between requests. Short JSON names keep
 // Redis memory per execution small.
 type state struct {
-	Status  string   `json:"s"`
-	Pending *pending `json:"p,omitempty"`
+	Status  string          `json:"s"`
+	Pending *factor.Pending `json:"p,omitempty"` // the device being enrolled, not yet in the registry
 
 	// Step-wide guards. They outlive the pending device, so that
 	// device.delete followed by device.create is no way around a resend
@@ -79,26 +68,9 @@ type state struct {
 	DeliveryError *engine.ErrorDetail `json:"de,omitempty"`
 }
 
-// pending is the device being enrolled, not yet in the registry.
-type pending struct {
-	ID       string         `json:"id"`
-	Type     mfa.DeviceType `json:"t"`
-	Nickname string         `json:"n,omitempty"`
-	Address  string         `json:"a,omitempty"` // e-mail or phone
-	// Passcode, for EMAIL/SMS/VOICE: only its keyed hash is kept.
-	OTPHash      []byte    `json:"h,omitempty"`
-	OTPExpiresAt time.Time `json:"x,omitzero"`
-	SentAt       time.Time `json:"sa,omitzero"`
-	// Failures counts wrong passcodes; at the policy's count the passcode
-	// is void (TOTP: refused) until LockedUntil.
-	Failures    int       `json:"f,omitempty"`
-	LockedUntil time.Time `json:"l,omitzero"`
-	SealedTOTP  string    `json:"k,omitempty"` // sealed otpauth:// URI
-	CreatedAt   time.Time `json:"c"`
-}
-
 // run is one call's working set.
 type run struct {
+	step   *Step
 	sc     *engine.StepContext
 	cfg    *Config
 	policy *mfa.Policy
@@ -116,7 +88,7 @@ func (s *Step) load(sc *engine.StepContext) (*run, error) {
 		return nil, &engine.Error{Status: http.StatusInternalServerError, Code: engine.CodeUnexpected,
 			Message: "The step's device authentication policy no longer exists; ask the administrator to fix the flow."}
 	}
-	r := &run{sc: sc, cfg: cfg, policy: pol, in: readInput(sc.Input), st: state{Status: DeviceEnrollmentRequired}}
+	r := &run{step: s, sc: sc, cfg: cfg, policy: pol, in: readInput(sc.Input), st: state{Status: DeviceEnrollmentRequired}}
 	if len(sc.State) > 0 && string(sc.State) != "null" {
 		if err := json.Unmarshal(sc.State, &r.st); err != nil {
 			return nil, engine.AsError(fmt.Errorf("step %s: decode state: %w", sc.StepID, err))
@@ -126,7 +98,7 @@ func (s *Step) load(sc *engine.StepContext) (*run, error) {
 }
 
 func (r *run) machine() machine {
-	resendable := r.st.Pending != nil && r.st.Pending.Type.SendsOTP()
+	_, resendable := r.step.reissuer(r.st.Pending)
 	return machine{newMachine(r.st.Status, r.cfg.AllowSkip, resendable)}
 }
 
@@ -158,7 +130,7 @@ func (s *Step) Act(ctx context.Context, sc *engine.StepContext, a actions.Action
 	case actions.DeviceCreate:
 		out, err = s.create(ctx, r, a.Payload.(*actions.CreateDevice))
 	case actions.DeviceActivate:
-		out, err = s.activate(r, a.Payload.(*actions.ActivateDevice))
+		out, err = s.activate(ctx, r, a.Payload.(*actions.ActivateDevice))
 	case actions.OTPResend:
 		out, err = s.resend(ctx, r)
 	case actions.DeviceDelete:
@@ -194,8 +166,7 @@ func (s *Step) View(sc *engine.StepContext) engine.View {
 	props := map[string]any{}
 	switch r.st.Status {
 	case DeviceEnrollmentRequired:
-		types := r.policy.PairableTypes()
-		props["allowedtypes"] = types
+		props["allowedtypes"] = s.pairableTypes(r.policy)
 		// The seed's mfaSettings: what a client shows (pairing, lockout);
 		// send limits and number rules are the service's business.
 		props["mfaSettings"] = map[string]any{"pairing": sc.Env.MFASettings.Pairing, "lockout": sc.Env.MFASettings.Lockout}

@@ -14,6 +14,9 @@ import (
 	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/factor"
+	"github.com/enrollflow/enrollflow/factor/otp"
+	"github.com/enrollflow/enrollflow/factor/totp"
 	"github.com/enrollflow/enrollflow/metrics"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
@@ -91,10 +94,11 @@ func Build(o Options) (*Node, error) {
 		return nil, err
 	}
 	warnMissingChannels(o.Log, envs, deliveryEnvs)
-	step := mfaenroll.New(mfaenroll.Deps{
-		Devices: st, Messenger: dispatcher,
-		Hasher: mfa.NewOTPHasher(keys.OTPHash), Sealer: sealer, Log: o.Log,
-	})
+	factors := factor.NewRegistry(
+		&otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)},
+		&totp.Factor{Sealer: sealer},
+	)
+	step := mfaenroll.New(mfaenroll.Deps{Devices: st, Factors: factors, Log: o.Log})
 	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs,
 		engine.Options{Now: o.Now, TTL: o.TTL, EffectWait: o.DeliveryWait, Log: o.Log, Observer: steps})
 	for _, env := range envs {

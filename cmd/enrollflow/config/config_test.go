@@ -15,6 +15,9 @@ import (
 
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/config"
 	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/factor"
+	"github.com/enrollflow/enrollflow/factor/otp"
+	"github.com/enrollflow/enrollflow/factor/totp"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store/memory"
@@ -34,10 +37,8 @@ func registry(t *testing.T) *engine.StepRegistry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{
-		Devices: memory.New(nil), Hasher: mfa.NewOTPHasher(keys.OTPHash),
-		Sealer: sealer, Log: zerolog.Nop(),
-	}))
+	factors := factor.NewRegistry(&otp.Factor{Hasher: mfa.NewOTPHasher(keys.OTPHash)}, &totp.Factor{Sealer: sealer})
+	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{Devices: memory.New(nil), Factors: factors, Log: zerolog.Nop()}))
 }
 
 func TestLoadAndBuildFile(t *testing.T) {

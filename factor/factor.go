@@ -1,0 +1,199 @@
+// Package factor is what every kind of MFA device plugs into: an Enroller
+// that pairs a new device with a user (inside the enrollment step), and, in
+// the registry, the verification of an enrolled one. A factor is one
+// package (factor/otp for EMAIL, SMS and VOICE; factor/totp for
+// authenticator apps) that knows its own pending data, proof and record,
+// and nothing of HTTP or of the step's shared phases (state machine,
+// links, policy, device limit, cool-downs), which stay in steps/mfaenroll.
+//
+// Factors return plain data and send functions; the step turns them into
+// engine outcomes and effects. Their errors are engine.Errors naming the
+// action's field, so that a 400 reads the same whichever factor refused.
+package factor
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/enrollflow/enrollflow/actions"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/mfa"
+)
+
+// Activation is how a pending device is activated; it tells the step's
+// state machine where device.create leads.
+type Activation int
+
+const (
+	// ByPasscode: ACTIVATION_REQUIRED, then device.activate with an otp.
+	ByPasscode Activation = iota
+)
+
+// User is who the device is enrolled for, as the step's inputs say.
+type User struct {
+	ID, Username, Email, Phone string
+}
+
+// Message is what a factor that sends a passcode needs to word it.
+type Message struct {
+	Locale, Variant string
+	Variables       map[string]string
+}
+
+// Pending is a device being enrolled. The common fields are the step's to
+// show and guard; Data is the factor's own, opaque to everyone else.
+type Pending struct {
+	ID        string          `json:"id"`
+	Type      mfa.DeviceType  `json:"t"`
+	Nickname  string          `json:"n,omitempty"`
+	Address   string          `json:"a,omitempty"` // where passcodes go, when the factor sends any
+	CreatedAt time.Time       `json:"c"`
+	Data      json.RawMessage `json:"fd,omitempty"`
+}
+
+// Send delivers a passcode after the state that records it was saved. Its
+// error says whether the failure was permanent (delivery.IsPermanent).
+type Send func(ctx context.Context) error
+
+// Begin is a device.create for the factor.
+type Begin struct {
+	EnvID    string
+	Settings *mfa.Settings // the environment's (phone rules)
+	Policy   *mfa.Policy
+	User     User
+	Message  Message
+	Action   *actions.CreateDevice
+	ID       string // the new device's id
+	Now      time.Time
+}
+
+// Activate is a device.activate of a pending device.
+type Activate struct {
+	Policy  *mfa.Policy
+	Pending Pending
+	Proof   *actions.ActivateDevice
+	Now     time.Time
+}
+
+// Verdict is how a proof was judged.
+type Verdict struct {
+	// OK: the proof is right and Device is the record to enroll.
+	OK     bool
+	Device *mfa.Device
+	// Otherwise Refusal is the 400 to answer (its detail names the field
+	// and carries innerError.remainingAttempts), and Pending the pending
+	// device with the attempt counted, to save with it.
+	Refusal *engine.Error
+	Pending Pending
+	// Exhausted: this refusal used the last attempt; the step's cool-down
+	// for a new device starts (CoolDownUntil).
+	Exhausted     bool
+	CoolDownUntil time.Time
+}
+
+// Enroller pairs new devices of its types with a user.
+type Enroller interface {
+	// Types lists the device types it enrolls.
+	Types() []mfa.DeviceType
+	Activation() Activation
+	// Target checks the action's factor fields and returns the address
+	// passcodes would go to ("" when the factor sends none), before the
+	// step's guards decide whether anything may be sent.
+	Target(b Begin) (address string, err error)
+	// Begin makes the pending device at address, and the passcode to send
+	// once it is saved (nil when the factor sends none).
+	Begin(ctx context.Context, b Begin, address string) (Pending, Send, error)
+	// Activate judges a proof for the pending device.
+	Activate(ctx context.Context, a Activate) (Verdict, error)
+	// LockedOut sets the pending device for after the user's lockout,
+	// which this attempt started and which ends at until.
+	LockedOut(p Pending, policy *mfa.Policy, until time.Time) Pending
+	// View is the pending device as the client sees it; selfURL is the
+	// execution's, for links ("" outside HTTP).
+	View(p Pending, policy *mfa.Policy, selfURL string) map[string]any
+}
+
+// Reissuer is an Enroller whose passcode can be sent again (otp.resend).
+type Reissuer interface {
+	// CheckResend refuses a new passcode sooner than the factor allows
+	// (429 with the wait).
+	CheckResend(p Pending, policy *mfa.Policy, now time.Time) error
+	// Reissue replaces the pending device's passcode with a fresh one.
+	Reissue(ctx context.Context, b Begin, p Pending) (Pending, Send, error)
+	// Undelivered marks the pending passcode as never delivered: it holds
+	// no resend cool-down.
+	Undelivered(p Pending) Pending
+}
+
+// Resourcer is an Enroller that serves read-only resources of a pending
+// device under the execution URL (the TOTP QR code).
+type Resourcer interface {
+	ResourceNames() []string
+	Resource(p Pending, name string) (contentType string, body []byte, err error)
+}
+
+// Registry holds the enrollers by device type.
+type Registry struct {
+	byType map[mfa.DeviceType]Enroller
+	names  []string
+}
+
+// NewRegistry registers enrollers; two for one type is a programming error.
+func NewRegistry(enrollers ...Enroller) *Registry {
+	r := &Registry{byType: map[mfa.DeviceType]Enroller{}}
+	seen := map[string]bool{}
+	for _, e := range enrollers {
+		for _, t := range e.Types() {
+			if _, dup := r.byType[t]; dup {
+				panic("factor: two enrollers for " + string(t))
+			}
+			r.byType[t] = e
+		}
+		if rs, ok := e.(Resourcer); ok {
+			for _, n := range rs.ResourceNames() {
+				if !seen[n] {
+					seen[n] = true
+					r.names = append(r.names, n)
+				}
+			}
+		}
+	}
+	return r
+}
+
+// Enroller returns the enroller of t.
+func (r *Registry) Enroller(t mfa.DeviceType) (Enroller, bool) {
+	e, ok := r.byType[t]
+	return e, ok
+}
+
+// Supports reports whether a factor enrolls t.
+func (r *Registry) Supports(t mfa.DeviceType) bool {
+	_, ok := r.byType[t]
+	return ok
+}
+
+// ResourceNames lists every resource name the factors serve.
+func (r *Registry) ResourceNames() []string { return append([]string(nil), r.names...) }
+
+// Invalid is the 400 of one field of the action.
+func Invalid(target, code, message string) *engine.Error {
+	return engine.InvalidField(target, code, message)
+}
+
+// CheckPasscodeProof checks the shape of a device.activate that carries a
+// passcode: 6 to 10 digits, and nothing of a WebAuthn ceremony.
+func CheckPasscodeProof(p *actions.ActivateDevice) error {
+	if (len(p.Attestation) > 0 && string(p.Attestation) != "null") || p.Origin != "" {
+		return Invalid("attestation", engine.DetailInvalidValue, "is only for PLATFORM and SECURITY_KEY devices")
+	}
+	if p.OTP == "" {
+		return Invalid("otp", engine.DetailRequired, "is required")
+	}
+	if len(p.OTP) < 6 || len(p.OTP) > 10 || strings.Trim(p.OTP, "0123456789") != "" {
+		return Invalid("otp", engine.DetailInvalidValue, "must be 6 to 10 digits")
+	}
+	return nil
+}

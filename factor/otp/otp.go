@@ -1,0 +1,232 @@
+// Package otp is the factor of devices that receive a passcode: EMAIL, SMS
+// and VOICE. It picks and checks the address, issues passcodes (kept only
+// as keyed hashes bound to the device), judges them with the policy's
+// attempt limit and lifetime, and makes the device record.
+package otp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/enrollflow/enrollflow/delivery"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/factor"
+	"github.com/enrollflow/enrollflow/mfa"
+)
+
+// Messenger renders and sends passcode messages (delivery/dispatch).
+type Messenger interface {
+	ComposePairing(ctx context.Context, p delivery.Pairing) (delivery.Message, error)
+	Send(ctx context.Context, msg delivery.Message) error
+}
+
+// Factor enrolls EMAIL, SMS and VOICE devices.
+type Factor struct {
+	Messenger Messenger
+	Hasher    *mfa.OTPHasher
+}
+
+var (
+	_ factor.Enroller = (*Factor)(nil)
+	_ factor.Reissuer = (*Factor)(nil)
+)
+
+// data is the factor's part of a pending device. Short JSON names: it is
+// stored in every execution that waits for a passcode.
+type data struct {
+	Hash      []byte    `json:"h,omitempty"` // nil: void (spent, or locked out)
+	ExpiresAt time.Time `json:"x,omitzero"`
+	SentAt    time.Time `json:"sa,omitzero"` // zero: not delivered
+	// Failures counts wrong passcodes; at the policy's count the passcode
+	// is void, and no new one can be had before LockedUntil.
+	Failures    int       `json:"f,omitempty"`
+	LockedUntil time.Time `json:"l,omitzero"`
+}
+
+func decode(p factor.Pending) (data, error) {
+	var d data
+	if len(p.Data) == 0 {
+		return d, nil
+	}
+	if err := json.Unmarshal(p.Data, &d); err != nil {
+		return d, fmt.Errorf("otp: pending device %s: %w", p.ID, err)
+	}
+	return d, nil
+}
+
+func with(p factor.Pending, d data) factor.Pending {
+	raw, _ := json.Marshal(d) // plain fields: cannot fail
+	p.Data = raw
+	return p
+}
+
+func (f *Factor) Types() []mfa.DeviceType       { return []mfa.DeviceType{mfa.Email, mfa.SMS, mfa.Voice} }
+func (f *Factor) Activation() factor.Activation { return factor.ByPasscode }
+
+// Target picks the address: the action's, else the step input's; e-mail
+// addresses must parse, phone numbers must be ones the environment and the
+// policy accept (mfa.ParsePhone), kept in E.164.
+func (f *Factor) Target(b factor.Begin) (string, error) {
+	t, a := mfa.DeviceType(b.Action.Type), b.Action
+	if t == mfa.Email {
+		if a.Phone != "" {
+			return "", factor.Invalid("phone", engine.DetailInvalidValue, "is not used for EMAIL devices")
+		}
+		addr := a.Email
+		if addr == "" {
+			addr = b.User.Email
+		}
+		if addr == "" {
+			return "", factor.Invalid("email", engine.DetailRequired, "is required for EMAIL devices (or give user.email in the inputs)")
+		}
+		if !mfa.ValidEmail(addr) {
+			return "", factor.Invalid("email", engine.DetailInvalidValue, "must be a valid e-mail address such as jane@example.com")
+		}
+		return addr, nil
+	}
+	if a.Email != "" {
+		return "", factor.Invalid("email", engine.DetailInvalidValue, fmt.Sprintf("is not used for %s devices", t))
+	}
+	phone := a.Phone
+	if phone == "" {
+		phone = b.User.Phone
+	}
+	if phone == "" {
+		return "", factor.Invalid("phone", engine.DetailRequired, fmt.Sprintf("is required for %s devices (or give user.mobilePhone in the inputs)", t))
+	}
+	rules := mfa.PhoneRules{AllowedCountries: b.Settings.PhoneNumbers.AllowedCountries, AllowedTypes: b.Policy.OTPMethodFor(t).AllowedNumberTypes}
+	e164, err := mfa.ParsePhone(phone, rules)
+	if err != nil {
+		if a.Phone == "" {
+			return "", factor.Invalid("phone", engine.DetailInvalidValue, "the input user.mobilePhone "+err.Error()+"; give another phone")
+		}
+		return "", factor.Invalid("phone", engine.DetailInvalidValue, err.Error())
+	}
+	return e164, nil
+}
+
+func (f *Factor) Begin(ctx context.Context, b factor.Begin, address string) (factor.Pending, factor.Send, error) {
+	p := factor.Pending{ID: b.ID, Type: mfa.DeviceType(b.Action.Type), Nickname: b.Action.Nickname, Address: address, CreatedAt: b.Now}
+	return f.issue(ctx, b, p)
+}
+
+// issue puts a fresh passcode on p and returns the send of its message.
+// The clear passcode lives only in the message, which goes nowhere but the
+// channel.
+func (f *Factor) issue(ctx context.Context, b factor.Begin, p factor.Pending) (factor.Pending, factor.Send, error) {
+	rules := b.Policy.OTPMethodFor(p.Type).OTP
+	code := mfa.NewOTP(rules.OTPLength)
+	msg, err := f.Messenger.ComposePairing(ctx, delivery.Pairing{
+		EnvID: b.EnvID, Method: delivery.Method(p.Type), Recipient: p.Address,
+		Locale: b.Message.Locale, Variant: b.Message.Variant, OTP: code,
+		Username: b.User.Username, Email: b.User.Email, MobilePhone: b.User.Phone, Variables: b.Message.Variables,
+	})
+	if err != nil {
+		return factor.Pending{}, nil, err
+	}
+	p = with(p, data{Hash: f.Hasher.Hash(p.ID, code), ExpiresAt: b.Now.Add(rules.LifeTime.Std()), SentAt: b.Now})
+	return p, func(ctx context.Context) error { return f.Messenger.Send(ctx, msg) }, nil
+}
+
+// CheckResend: no sooner than the failure cool-down after the attempts
+// ran out, nor than the method's resend cool-down after the last send.
+func (f *Factor) CheckResend(p factor.Pending, policy *mfa.Policy, now time.Time) error {
+	d, err := decode(p)
+	if err != nil {
+		return engine.AsError(err)
+	}
+	if now.Before(d.LockedUntil) {
+		return engine.TooSoon("Too many wrong passcodes; a new passcode can be sent after the cool-down.", d.LockedUntil.Sub(now))
+	}
+	cool := policy.OTPMethodFor(p.Type).OTP.ResendCoolDown.Std()
+	if next := d.SentAt.Add(cool); now.Before(next) {
+		return engine.TooSoon(fmt.Sprintf("A passcode was sent less than %s ago; wait before asking again.", cool), next.Sub(now))
+	}
+	return nil
+}
+
+func (f *Factor) Reissue(ctx context.Context, b factor.Begin, p factor.Pending) (factor.Pending, factor.Send, error) {
+	return f.issue(ctx, b, p)
+}
+
+func (f *Factor) Undelivered(p factor.Pending) factor.Pending {
+	d, err := decode(p)
+	if err != nil {
+		return p
+	}
+	d.SentAt = time.Time{}
+	return with(p, d)
+}
+
+// LockedOut voids the passcode: after the lockout only a new one counts.
+func (f *Factor) LockedOut(p factor.Pending, policy *mfa.Policy, until time.Time) factor.Pending {
+	d, _ := decode(p)
+	d.Failures, d.Hash, d.LockedUntil = policy.OTPMethodFor(p.Type).OTP.Failure.Count, nil, until
+	return with(p, d)
+}
+
+func (f *Factor) Activate(_ context.Context, a factor.Activate) (factor.Verdict, error) {
+	if err := factor.CheckPasscodeProof(a.Proof); err != nil {
+		return factor.Verdict{}, err
+	}
+	d, err := decode(a.Pending)
+	if err != nil {
+		return factor.Verdict{}, engine.AsError(err)
+	}
+	failure := a.Policy.OTPMethodFor(a.Pending.Type).OTP.Failure
+	if d.Failures >= failure.Count || d.Hash == nil {
+		return factor.Verdict{}, factor.Invalid("otp", engine.DetailOTPVoid, voidMessage(d, a.Now))
+	}
+	if !a.Now.Before(d.ExpiresAt) {
+		return factor.Verdict{}, factor.Invalid("otp", engine.DetailOTPExpired, "the passcode has expired; request a new one (otp.resend)")
+	}
+	if f.Hasher.Verify(a.Pending.ID, a.Proof.OTP, d.Hash) {
+		p := a.Pending
+		dev := &mfa.Device{ID: p.ID, Type: p.Type, Status: mfa.StatusActive, Nickname: p.Nickname, CreatedAt: p.CreatedAt, UpdatedAt: a.Now}
+		if p.Type == mfa.Email {
+			dev.Email = p.Address
+		} else {
+			dev.Phone = p.Address
+		}
+		return factor.Verdict{OK: true, Device: dev}, nil
+	}
+	d.Failures++
+	remaining := failure.Count - d.Failures
+	v := factor.Verdict{}
+	msg, code := fmt.Sprintf("the passcode is wrong; %d attempt(s) left", remaining), engine.DetailInvalidOTP
+	if remaining <= 0 {
+		d.LockedUntil = a.Now.Add(failure.CoolDown.Std())
+		d.Hash = nil
+		v.Exhausted, v.CoolDownUntil = true, d.LockedUntil
+		code, msg = engine.DetailOTPVoid, "the passcode is wrong and no attempts are left; "+voidMessage(d, a.Now)
+		remaining = 0
+	}
+	e := factor.Invalid("otp", code, msg)
+	e.Details[0].InnerError = map[string]any{"remainingAttempts": remaining}
+	v.Refusal, v.Pending = e, with(a.Pending, d)
+	return v, nil
+}
+
+func voidMessage(d data, now time.Time) string {
+	if now.Before(d.LockedUntil) {
+		return "the passcode is void; request a new one (otp.resend) after " + d.LockedUntil.UTC().Format(time.RFC3339)
+	}
+	return "the passcode is void; request a new one (otp.resend)"
+}
+
+func (f *Factor) View(p factor.Pending, policy *mfa.Policy, _ string) map[string]any {
+	v := map[string]any{"id": p.ID, "type": p.Type, "createdAt": p.CreatedAt}
+	if p.Nickname != "" {
+		v["nickname"] = p.Nickname
+	}
+	if p.Type == mfa.Email {
+		v["email"] = mfa.MaskEmail(p.Address)
+	} else {
+		v["phone"] = mfa.MaskPhone(p.Address)
+	}
+	d, _ := decode(p)
+	v["otp"] = map[string]any{"expiresAt": d.ExpiresAt, "remainingAttempts": max(policy.OTPMethodFor(p.Type).OTP.Failure.Count-d.Failures, 0)}
+	return v
+}
