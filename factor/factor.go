@@ -197,3 +197,22 @@ func CheckPasscodeProof(p *actions.ActivateDevice) error {
 	}
 	return nil
 }
+
+// Verifier verifies proofs for enrolled devices of its types, outside any
+// execution (the registry calls it for every front door).
+type Verifier interface {
+	Types() []mfa.DeviceType
+	// Verify judges proof against dev at now. A verification that changes
+	// the record (the last accepted TOTP step) changes dev and says so;
+	// the registry saves it with compare-and-set and, on a conflict,
+	// verifies again against the record that won, so that one code is
+	// accepted once.
+	Verify(ctx context.Context, dev *mfa.Device, policy *mfa.Policy, proof string, now time.Time) (Checked, error)
+}
+
+// Checked is how a verification went.
+type Checked struct {
+	OK       bool
+	Replayed bool // the code was right but already used
+	Changed  bool // dev was changed and must be saved for OK to hold
+}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/mfa"
-	"github.com/enrollflow/enrollflow/store"
+	"github.com/enrollflow/enrollflow/registry"
 )
 
 // collection renders a HAL collection with its items under _embedded.
@@ -192,15 +192,11 @@ func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, halJSON, s.policyBody(r, env, p))
 }
 
-func (s *Server) deviceBody(r *http.Request, env *engine.Environment, userID string, rec store.Device) (map[string]any, error) {
-	var d mfa.Device
-	if err := json.Unmarshal(rec.Data, &d); err != nil {
-		return nil, engine.AsError(err)
-	}
+func (s *Server) deviceBody(r *http.Request, env *engine.Environment, userID string, d registry.Entry) map[string]any {
 	body := d.PublicView()
 	body["user"] = map[string]string{"id": userID}
 	body["_links"] = map[string]link{"self": {Href: s.baseURL(r) + "/environments/" + env.ID + "/users/" + userID + "/devices/" + d.ID}}
-	return body, nil
+	return body
 }
 
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
@@ -209,21 +205,8 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	userID := mux.Vars(r)["userID"]
-	recs, err := s.cfg.Store.ListDevices(r.Context(), env.ID, userID)
-	if err != nil {
-		s.writeError(w, r, engine.Unavailable(err))
-		return
-	}
-	items := make([]map[string]any, 0, len(recs))
-	for _, rec := range recs {
-		body, err := s.deviceBody(r, env, userID, rec)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		items = append(items, body)
-	}
-	writeJSON(w, http.StatusOK, halJSON, s.collection(r, "devices", items, len(items)))
+	devices, err := s.cfg.Registry.List(r.Context(), env.ID, userID)
+	writeCollection(s, w, r, "devices", devices, err, func(d registry.Entry) map[string]any { return s.deviceBody(r, env, userID, d) })
 }
 
 func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
@@ -232,17 +215,8 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := mux.Vars(r)
-	rec, err := s.cfg.Store.GetDevice(r.Context(), env.ID, v["userID"], v["deviceID"])
-	if err != nil {
-		s.writeError(w, r, registryError(err))
-		return
-	}
-	body, err := s.deviceBody(r, env, v["userID"], rec)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, halJSON, body)
+	d, err := s.cfg.Registry.Get(r.Context(), env.ID, v["userID"], v["deviceID"])
+	writeResource(s, w, r, d, err, func(d registry.Entry) map[string]any { return s.deviceBody(r, env, v["userID"], d) })
 }
 
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) {
@@ -251,16 +225,9 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := mux.Vars(r)
-	if err := s.cfg.Store.DeleteDevice(r.Context(), env.ID, v["userID"], v["deviceID"]); err != nil {
-		s.writeError(w, r, registryError(err))
+	if err := s.cfg.Registry.Delete(r.Context(), env.ID, v["userID"], v["deviceID"]); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func registryError(err error) error {
-	if err == store.ErrNotFound {
-		return engine.NotFound("device")
-	}
-	return engine.Unavailable(err)
 }

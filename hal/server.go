@@ -16,6 +16,7 @@ import (
 
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/registry"
 	"github.com/enrollflow/enrollflow/store"
 )
 
@@ -30,7 +31,8 @@ const MaxTemplateBodyBytes = 256 << 10
 type Config struct {
 	Runner     *engine.Runner
 	Dispatcher *dispatch.Dispatcher // templates and channels of the management API
-	Store      store.Store          // for the registry endpoints and readiness
+	Registry   *registry.Registry   // the device registry endpoints
+	Store      store.Store          // readiness
 	Log        zerolog.Logger
 	BaseURL    string // public base URL for links; "" derives it from each request
 	// RateLimit is the requests per second one client address may make to

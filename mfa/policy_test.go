@@ -296,13 +296,13 @@ func TestSettings(t *testing.T) {
 func TestDevicePublicView(t *testing.T) {
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	d := mfa.Device{ID: "d1", Type: mfa.Email, Status: mfa.StatusActive, Nickname: "work", Email: "jane@example.com",
-		SealedTOTP: "sealed-secret", LastTOTPStep: 7, CreatedAt: at, UpdatedAt: at}
+		Factor: json.RawMessage(`{"sealed":"sealed-secret","lastStep":7}`), CreatedAt: at, UpdatedAt: at}
 	v := d.PublicView()
 	if v["email"] != "j***@example.com" || v["nickname"] != "work" || v["id"] != "d1" || v["type"] != mfa.Email {
 		t.Fatalf("view = %v", v)
 	}
 	b, _ := json.Marshal(v)
-	for _, secret := range []string{"sealed", "jane@", "lastTotpStep"} {
+	for _, secret := range []string{"sealed", "jane@", "lastStep"} {
 		if strings.Contains(string(b), secret) {
 			t.Errorf("public view contains %q: %s", secret, b)
 		}
@@ -313,5 +313,28 @@ func TestDevicePublicView(t *testing.T) {
 	}
 	if _, ok := p.PublicView()["email"]; ok {
 		t.Error("empty email shown")
+	}
+}
+
+// TestParseDeviceSchemas: a version-1 record (TOTP fields at the top level,
+// no schema) reads into the current layout; a record from a newer build is
+// refused rather than misread.
+func TestParseDeviceSchemas(t *testing.T) {
+	old := []byte(`{"id":"d1","type":"TOTP","status":"ACTIVE","sealedTotp":"s3aled","lastTotpStep":42,"createdAt":"2030-01-01T00:00:00Z","updatedAt":"2030-01-01T00:00:00Z"}`)
+	d, err := mfa.ParseDevice(old)
+	if err != nil || d.Schema != mfa.DeviceSchema {
+		t.Fatalf("ParseDevice(v1) = %+v, %v", d, err)
+	}
+	var part mfa.TOTPPart
+	if err := json.Unmarshal(d.Factor, &part); err != nil || part.Sealed != "s3aled" || part.LastStep != 42 {
+		t.Fatalf("TOTP part %s: %+v %v", d.Factor, part, err)
+	}
+	raw, _ := d.Marshal()
+	again, err := mfa.ParseDevice(raw)
+	if err != nil || string(again.Factor) != string(d.Factor) || again.ID != "d1" {
+		t.Fatalf("round trip: %s → %+v, %v", raw, again, err)
+	}
+	if _, err := mfa.ParseDevice([]byte(`{"schema":99,"id":"x"}`)); err == nil {
+		t.Fatal("a record of a newer schema was read")
 	}
 }

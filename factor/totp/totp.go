@@ -119,8 +119,9 @@ func (f *Factor) Activate(_ context.Context, a factor.Activate) (factor.Verdict,
 	step, ok, _ := mfa.VerifyTOTP(secret, a.Proof.OTP, a.Now, a.Policy.TOTP.PasscodeGracePeriod, 0)
 	if ok {
 		p := a.Pending
+		part, _ := json.Marshal(mfa.TOTPPart{Sealed: d.SealedURI, LastStep: step})
 		return factor.Verdict{OK: true, Device: &mfa.Device{ID: p.ID, Type: mfa.TOTP, Status: mfa.StatusActive, Nickname: p.Nickname,
-			SealedTOTP: d.SealedURI, LastTOTPStep: step, CreatedAt: p.CreatedAt, UpdatedAt: a.Now}}, nil
+			Factor: part, CreatedAt: p.CreatedAt, UpdatedAt: a.Now}}, nil
 	}
 	failure := a.Policy.TOTP.OTP.Failure
 	d.Failures++
@@ -195,4 +196,31 @@ func (f *Factor) Resource(p factor.Pending, name string) (string, []byte, error)
 		return "", nil, engine.AsError(err)
 	}
 	return "image/png", buf.Bytes(), nil
+}
+
+var _ factor.Verifier = (*Factor)(nil)
+
+// Verify checks a code of an enrolled device and advances its last accepted
+// time step, so that the code and every older one are refused from then on.
+func (f *Factor) Verify(_ context.Context, dev *mfa.Device, policy *mfa.Policy, proof string, now time.Time) (factor.Checked, error) {
+	var part mfa.TOTPPart
+	if err := json.Unmarshal(dev.Factor, &part); err != nil {
+		return factor.Checked{}, fmt.Errorf("totp: device %s: %w", dev.ID, err)
+	}
+	uri, err := f.Sealer.Open(part.Sealed, dev.ID)
+	if err != nil {
+		return factor.Checked{}, err
+	}
+	secret, err := mfa.SecretFromURI(string(uri))
+	if err != nil {
+		return factor.Checked{}, err
+	}
+	step, ok, replayed := mfa.VerifyTOTP(secret, proof, now, policy.TOTP.PasscodeGracePeriod, part.LastStep)
+	if !ok {
+		return factor.Checked{Replayed: replayed}, nil
+	}
+	part.LastStep = step
+	dev.Factor, _ = json.Marshal(part)
+	dev.UpdatedAt = now
+	return factor.Checked{OK: true, Changed: true}, nil
 }

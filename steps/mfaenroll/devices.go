@@ -2,7 +2,6 @@ package mfaenroll
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -249,7 +248,7 @@ func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) 
 	if !v.OK {
 		return s.refused(r, e, v), nil
 	}
-	data, err := json.Marshal(v.Device)
+	data, err := v.Device.Marshal()
 	if err != nil {
 		return nil, engine.AsError(err)
 	}

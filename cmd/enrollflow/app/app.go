@@ -19,6 +19,7 @@ import (
 	"github.com/enrollflow/enrollflow/factor/totp"
 	"github.com/enrollflow/enrollflow/metrics"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/registry"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store"
 )
@@ -55,6 +56,8 @@ type Node struct {
 	// Store is the store every part of the node uses (instrumented when
 	// Options.Metrics is set): hand this one to the HTTP layer too.
 	Store store.Store
+	// Registry is the device registry every front door uses.
+	Registry *registry.Registry
 }
 
 // Build validates the configuration and returns the runner with every
@@ -94,9 +97,10 @@ func Build(o Options) (*Node, error) {
 		return nil, err
 	}
 	warnMissingChannels(o.Log, envs, deliveryEnvs)
+	totpFactor := &totp.Factor{Sealer: sealer}
 	factors := factor.NewRegistry(
 		&otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)},
-		&totp.Factor{Sealer: sealer},
+		totpFactor,
 	)
 	step := mfaenroll.New(mfaenroll.Deps{Devices: st, Factors: factors, Log: o.Log})
 	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs,
@@ -106,7 +110,7 @@ func Build(o Options) (*Node, error) {
 			return nil, fmt.Errorf("environment %s: %w", env.ID, err)
 		}
 	}
-	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st}, nil
+	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st, Registry: registry.New(st, o.Now, totpFactor)}, nil
 }
 
 // warnMissingChannels tells the operator at start-up about a method that a

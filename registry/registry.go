@@ -1,0 +1,172 @@
+// Package registry is the one API for a user's enrolled devices that every
+// front door uses (the enrollment step's management routes today, the
+// external-MFA webhook and the self-service API next): list, get, delete,
+// update with compare-and-set re-run on conflict, and verify a code with
+// the device's factor.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/factor"
+	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/store"
+)
+
+// maxUpdateTries bounds how often an updater is re-run when other writers
+// keep changing the device: past it the caller gets a 409.
+const maxUpdateTries = 8
+
+// Registry reads and changes devices. Safe for concurrent use.
+type Registry struct {
+	st        store.Devices
+	verifiers map[mfa.DeviceType]factor.Verifier
+	now       func() time.Time
+}
+
+// New returns a registry over st with the verifiers of the factors that
+// verify enrolled devices.
+func New(st store.Devices, now func() time.Time, verifiers ...factor.Verifier) *Registry {
+	r := &Registry{st: st, verifiers: map[mfa.DeviceType]factor.Verifier{}, now: now}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	for _, v := range verifiers {
+		for _, t := range v.Types() {
+			r.verifiers[t] = v
+		}
+	}
+	return r
+}
+
+// Entry is one device with the version it was read at.
+type Entry struct {
+	mfa.Device
+	Version int64
+}
+
+func entry(rec store.Device) (Entry, error) {
+	d, err := mfa.ParseDevice(rec.Data)
+	if err != nil {
+		return Entry{}, engine.AsError(fmt.Errorf("device %s of a registry: %w", engine.LogID(rec.ID), err))
+	}
+	return Entry{Device: d, Version: rec.Version}, nil
+}
+
+func storeError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return engine.NotFound("device")
+	case errors.Is(err, store.ErrConflict):
+		return &engine.Error{Status: 409, Code: engine.CodeConcurrentUpdate,
+			Message: "The device was changed by other requests all the while; nothing was changed. Retry."}
+	}
+	return engine.Unavailable(err)
+}
+
+// List returns the user's devices, sorted by id.
+func (r *Registry) List(ctx context.Context, envID, userID string) ([]Entry, error) {
+	recs, err := r.st.ListDevices(ctx, envID, userID)
+	if err != nil {
+		return nil, engine.Unavailable(err)
+	}
+	out := make([]Entry, 0, len(recs))
+	for _, rec := range recs {
+		e, err := entry(rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Get returns one device (404 when the user has none of that id).
+func (r *Registry) Get(ctx context.Context, envID, userID, deviceID string) (Entry, error) {
+	rec, err := r.st.GetDevice(ctx, envID, userID, deviceID)
+	if err != nil {
+		return Entry{}, storeError(err)
+	}
+	return entry(rec)
+}
+
+// Delete removes a device.
+func (r *Registry) Delete(ctx context.Context, envID, userID, deviceID string) error {
+	if err := r.st.DeleteDevice(ctx, envID, userID, deviceID); err != nil {
+		return storeError(err)
+	}
+	return nil
+}
+
+// Update applies fn to the device and saves it with compare-and-set. fn
+// may be called several times: on a conflict it is re-run on the record
+// that won, so it must only depend on the device it is given. An error
+// from fn is returned as it is, and nothing is saved.
+func (r *Registry) Update(ctx context.Context, envID, userID, deviceID string, fn func(*mfa.Device) error) (Entry, error) {
+	for range maxUpdateTries {
+		cur, err := r.Get(ctx, envID, userID, deviceID)
+		if err != nil {
+			return Entry{}, err
+		}
+		next := cur.Device
+		if err := fn(&next); err != nil {
+			return Entry{}, err
+		}
+		data, err := next.Marshal()
+		if err != nil {
+			return Entry{}, engine.AsError(err)
+		}
+		err = r.st.UpdateDevice(ctx, store.Device{EnvID: envID, UserID: userID, ID: deviceID, Version: cur.Version + 1, Data: data})
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Entry{}, storeError(err)
+		}
+		return Entry{Device: next, Version: cur.Version + 1}, nil
+	}
+	return Entry{}, storeError(store.ErrConflict)
+}
+
+// Verified is the verdict of Verify.
+type Verified struct {
+	OK       bool
+	Replayed bool
+}
+
+// errRefused stops an Update whose verification failed: nothing to save.
+var errRefused = errors.New("registry: proof refused")
+
+// Verify checks proof against an enrolled device with its factor. A
+// verification that advances the device (a TOTP code) holds only if its
+// write wins: two nodes verifying one code at once get one success.
+func (r *Registry) Verify(ctx context.Context, envID, userID, deviceID string, policy *mfa.Policy, proof string) (Verified, error) {
+	var verdict factor.Checked
+	_, err := r.Update(ctx, envID, userID, deviceID, func(d *mfa.Device) error {
+		v, ok := r.verifiers[d.Type]
+		if !ok {
+			return &engine.Error{Status: 409, Code: engine.CodeActionNotAllowed,
+				Message: fmt.Sprintf("%s devices cannot be verified here.", d.Type)}
+		}
+		c, err := v.Verify(ctx, d, policy, proof, r.now())
+		if err != nil {
+			return engine.AsError(err)
+		}
+		verdict = c
+		if !c.OK || !c.Changed {
+			return errRefused // nothing to save
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errRefused):
+		return Verified{OK: verdict.OK, Replayed: verdict.Replayed}, nil
+	case err != nil:
+		return Verified{}, err
+	}
+	return Verified{OK: true}, nil
+}
