@@ -36,6 +36,13 @@ const (
 	DetailOTPReplayed     = "OTP_REPLAYED"
 	DetailLimitExceeded   = "LIMIT_EXCEEDED"
 	DetailPolicyViolation = "POLICY_VIOLATION"
+	// DetailUserLocked: mfaSettings.lockout refuses the user's
+	// verifications until innerError.lockedUntil.
+	DetailUserLocked = "USER_LOCKED"
+	// A send budget refused the passcode (mfaSettings.sendLimits).
+	DetailSendLimitUser        = "SEND_LIMIT_USER"
+	DetailSendLimitAddress     = "SEND_LIMIT_ADDRESS"
+	DetailSendLimitEnvironment = "SEND_LIMIT_ENVIRONMENT"
 )
 
 // Error is the one error type the API returns. Status is the HTTP status;

@@ -16,8 +16,10 @@ import (
 	"github.com/enrollflow/enrollflow/factor/otp"
 	"github.com/enrollflow/enrollflow/factor/totp"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store"
+	"github.com/enrollflow/enrollflow/store/memory"
 )
 
 const testAPIKey = "test-api-key-0123456789"
@@ -111,5 +113,9 @@ func stepRegistry(t testing.TB, devices store.Devices, sender otp.Messenger) *en
 		sender = &captureSender{}
 	}
 	factors := factor.NewRegistry(&otp.Factor{Messenger: sender, Hasher: mfa.NewOTPHasher(keys.OTPHash)}, &totp.Factor{Sealer: sealer})
-	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{Devices: devices, Factors: factors, Log: zerolog.Nop()}))
+	reg := regulation.New(memory.New(nil), keys.AddressKey)
+	if st, ok := devices.(regulation.Store); ok {
+		reg = regulation.New(st, keys.AddressKey)
+	}
+	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{Devices: devices, Factors: factors, Regulator: reg, Log: zerolog.Nop()}))
 }

@@ -204,6 +204,19 @@ func (r *Runner) Act(ctx context.Context, env *Environment, id string, action ac
 		return nil, InvalidField("device", DetailLimitExceeded,
 			fmt.Sprintf("the user already has the maximum of %d devices; delete one first", deviceLimit(out.Writes)))
 	}
+	if out.Err != nil && errors.Is(err, store.ErrConflict) {
+		// A refused attempt (a wrong passcode) is answered with its own
+		// verdict even when another request changed the execution first:
+		// what it counted lives outside the execution, and the status must
+		// not tell a guess that lost the race from one that did not. The
+		// execution as it is now learns of the refusal too.
+		if out.OnConflict != nil {
+			if _, aerr := r.amend(ctx, env, id, x.StepID, out.OnConflict); aerr != nil {
+				return nil, storeError(aerr, "flow execution")
+			}
+		}
+		return nil, out.Err
+	}
 	if err != nil {
 		return nil, storeError(err, "flow execution")
 	}

@@ -71,6 +71,10 @@ type Outcome struct {
 	// Err is returned to the client after the state is saved: a wrong
 	// passcode is a 400, yet the failed attempt must still be counted.
 	Err *Error
+	// OnConflict, for an Outcome with Err, records the refusal on the
+	// execution as it is when another request changed it first; the client
+	// gets Err either way.
+	OnConflict Followup
 }
 
 // Effect is a side effect of an action (sending a passcode). It runs after

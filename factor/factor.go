@@ -75,6 +75,21 @@ type Activate struct {
 	Pending Pending
 	Proof   *actions.ActivateDevice
 	Now     time.Time
+	// Attempt is this proof's number among the pending device's attempts,
+	// as the regulation counted it before the proof is judged (1 for the
+	// first): the factor's limit is applied to it, not to a count of its
+	// own, so that parallel proofs cannot get past the limit.
+	Attempt int
+}
+
+// AttemptLimit is how many proofs a pending device takes: Count, then it
+// is refused for CoolDown, or, with StaysVoid, until it gets a new
+// passcode. Subject names what is counted (a new passcode is a new one).
+type AttemptLimit struct {
+	Subject   string
+	Count     int
+	CoolDown  time.Duration
+	StaysVoid bool
 }
 
 // Verdict is how a proof was judged.
@@ -105,6 +120,16 @@ type Enroller interface {
 	// Begin makes the pending device at address, and the passcode to send
 	// once it is saved (nil when the factor sends none).
 	Begin(ctx context.Context, b Begin, address string) (Pending, Send, error)
+	// Attempts is the pending device's limit on proofs.
+	Attempts(p Pending, policy *mfa.Policy) AttemptLimit
+	// Counted records on p that attempt proofs have been refused (the
+	// regulation's count, which parallel requests may have raised past
+	// what p says), with what running out of attempts means for it.
+	Counted(p Pending, policy *mfa.Policy, attempt int, now time.Time) Pending
+	// Usable reports whether a proof may be tried for p now (false for a
+	// void passcode, or during a cool-down): the step offers
+	// device.activate only then.
+	Usable(p Pending, policy *mfa.Policy, now time.Time) bool
 	// Activate judges a proof for the pending device.
 	Activate(ctx context.Context, a Activate) (Verdict, error)
 	// LockedOut sets the pending device for after the user's lockout,

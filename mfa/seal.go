@@ -20,6 +20,10 @@ type Keys struct {
 	// API that holds credentials (a channel's SMTP password, a provider
 	// token).
 	SealConfig []byte
+	// AddressKey is the HMAC key that turns an address into the name of
+	// its send budget, so that the store holds no phone number or e-mail
+	// address in the clear and cannot be searched for one.
+	AddressKey []byte
 }
 
 // DeriveKeys expands one master secret (at least 32 bytes) into
@@ -40,7 +44,11 @@ func DeriveKeys(master []byte) (Keys, error) {
 	if err != nil {
 		return Keys{}, err
 	}
-	return Keys{OTPHash: otpKey, SealTOTP: sealKey, SealConfig: configKey}, nil
+	addressKey, err := hkdf.Key(sha256.New, master, nil, "enrollflow address-budget v1", 32)
+	if err != nil {
+		return Keys{}, err
+	}
+	return Keys{OTPHash: otpKey, SealTOTP: sealKey, SealConfig: configKey, AddressKey: addressKey}, nil
 }
 
 // Sealer encrypts small secrets at rest with AES-256-GCM. The associated

@@ -36,6 +36,7 @@ var (
 // data is the factor's part of a pending device. Short JSON names: it is
 // stored in every execution that waits for a passcode.
 type data struct {
+	Issue     int       `json:"i,omitempty"` // passcodes issued for this device: each is counted apart
 	Hash      []byte    `json:"h,omitempty"` // nil: void (spent, or locked out)
 	ExpiresAt time.Time `json:"x,omitzero"`
 	SentAt    time.Time `json:"sa,omitzero"` // zero: not delivered
@@ -126,7 +127,8 @@ func (f *Factor) issue(ctx context.Context, b factor.Begin, p factor.Pending) (f
 	if err != nil {
 		return factor.Pending{}, nil, err
 	}
-	p = with(p, data{Hash: f.Hasher.Hash(p.ID, code), ExpiresAt: b.Now.Add(rules.LifeTime.Std()), SentAt: b.Now})
+	old, _ := decode(p)
+	p = with(p, data{Issue: old.Issue + 1, Hash: f.Hasher.Hash(p.ID, code), ExpiresAt: b.Now.Add(rules.LifeTime.Std()), SentAt: b.Now})
 	return p, func(ctx context.Context) error { return f.Messenger.Send(ctx, msg) }, nil
 }
 
@@ -167,6 +169,15 @@ func (f *Factor) LockedOut(p factor.Pending, policy *mfa.Policy, until time.Time
 	return with(p, d)
 }
 
+// Attempts: the policy's count per passcode; a spent passcode stays void
+// until a new one is sent, which is not before the cool-down.
+func (f *Factor) Attempts(p factor.Pending, policy *mfa.Policy) factor.AttemptLimit {
+	d, _ := decode(p)
+	failure := policy.OTPMethodFor(p.Type).OTP.Failure
+	return factor.AttemptLimit{Subject: fmt.Sprintf("%s#%d", p.ID, d.Issue), Count: failure.Count,
+		CoolDown: failure.CoolDown.Std(), StaysVoid: true}
+}
+
 func (f *Factor) Activate(_ context.Context, a factor.Activate) (factor.Verdict, error) {
 	if err := factor.CheckPasscodeProof(a.Proof); err != nil {
 		return factor.Verdict{}, err
@@ -192,21 +203,40 @@ func (f *Factor) Activate(_ context.Context, a factor.Activate) (factor.Verdict,
 		}
 		return factor.Verdict{OK: true, Device: dev}, nil
 	}
-	d.Failures++
-	remaining := failure.Count - d.Failures
-	v := factor.Verdict{}
+	p := f.Counted(a.Pending, a.Policy, max(a.Attempt, d.Failures+1), a.Now)
+	d, _ = decode(p)
+	remaining := max(failure.Count-d.Failures, 0)
+	v := factor.Verdict{Pending: p}
 	msg, code := fmt.Sprintf("the passcode is wrong; %d attempt(s) left", remaining), engine.DetailInvalidOTP
-	if remaining <= 0 {
-		d.LockedUntil = a.Now.Add(failure.CoolDown.Std())
-		d.Hash = nil
+	if remaining == 0 {
 		v.Exhausted, v.CoolDownUntil = true, d.LockedUntil
 		code, msg = engine.DetailOTPVoid, "the passcode is wrong and no attempts are left; "+voidMessage(d, a.Now)
-		remaining = 0
 	}
 	e := factor.Invalid("otp", code, msg)
 	e.Details[0].InnerError = map[string]any{"remainingAttempts": remaining}
 	v.Refusal, v.Pending = e, with(a.Pending, d)
 	return v, nil
+}
+
+// Counted: at the policy's count the passcode is void, and no new one can
+// be had before the cool-down.
+func (f *Factor) Counted(p factor.Pending, policy *mfa.Policy, attempt int, now time.Time) factor.Pending {
+	d, _ := decode(p)
+	if attempt <= d.Failures {
+		return p
+	}
+	failure := policy.OTPMethodFor(p.Type).OTP.Failure
+	d.Failures = attempt
+	if d.Failures >= failure.Count && d.Hash != nil {
+		d.Hash, d.LockedUntil = nil, now.Add(failure.CoolDown.Std())
+	}
+	return with(p, d)
+}
+
+// Usable: a passcode with attempts left, not void.
+func (f *Factor) Usable(p factor.Pending, policy *mfa.Policy, _ time.Time) bool {
+	d, _ := decode(p)
+	return d.Hash != nil && d.Failures < policy.OTPMethodFor(p.Type).OTP.Failure.Count
 }
 
 func voidMessage(d data, now time.Time) string {

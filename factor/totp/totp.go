@@ -97,6 +97,13 @@ func (f *Factor) uri(p factor.Pending) (string, error) {
 	return string(uri), nil
 }
 
+// Attempts: the policy's count, then a cool-down after which the count
+// starts again (there is nothing to resend).
+func (f *Factor) Attempts(p factor.Pending, policy *mfa.Policy) factor.AttemptLimit {
+	failure := policy.TOTP.OTP.Failure
+	return factor.AttemptLimit{Subject: p.ID, Count: failure.Count, CoolDown: failure.CoolDown.Std()}
+}
+
 func (f *Factor) Activate(_ context.Context, a factor.Activate) (factor.Verdict, error) {
 	if err := factor.CheckPasscodeProof(a.Proof); err != nil {
 		return factor.Verdict{}, err
@@ -123,24 +130,41 @@ func (f *Factor) Activate(_ context.Context, a factor.Activate) (factor.Verdict,
 		return factor.Verdict{OK: true, Device: &mfa.Device{ID: p.ID, Type: mfa.TOTP, Status: mfa.StatusActive, Nickname: p.Nickname,
 			Factor: part, CreatedAt: p.CreatedAt, UpdatedAt: a.Now}}, nil
 	}
-	failure := a.Policy.TOTP.OTP.Failure
-	d.Failures++
-	remaining := failure.Count - d.Failures
-	v := factor.Verdict{}
+	p := f.Counted(a.Pending, a.Policy, max(a.Attempt, d.Failures+1), a.Now)
+	after, _ := decode(p)
+	v := factor.Verdict{Pending: p}
+	remaining := a.Policy.TOTP.OTP.Failure.Count - after.Failures
 	msg := fmt.Sprintf("the passcode is wrong; %d attempt(s) left", remaining)
-	if remaining <= 0 {
-		// TOTP has nothing to resend: the lock itself is the cool-down,
-		// after which the count starts again.
-		d.LockedUntil = a.Now.Add(failure.CoolDown.Std())
-		d.Failures = 0
-		v.Exhausted, v.CoolDownUntil = true, d.LockedUntil
-		msg = fmt.Sprintf("the passcode is wrong and no attempts are left; try again after %s", d.LockedUntil.UTC().Format(time.RFC3339))
+	if after.LockedUntil.After(a.Now) {
+		v.Exhausted, v.CoolDownUntil = true, after.LockedUntil
+		msg = fmt.Sprintf("the passcode is wrong and no attempts are left; try again after %s", after.LockedUntil.UTC().Format(time.RFC3339))
 		remaining = 0
 	}
 	e := factor.Invalid("otp", engine.DetailInvalidOTP, msg)
 	e.Details[0].InnerError = map[string]any{"remainingAttempts": remaining}
-	v.Refusal, v.Pending = e, with(a.Pending, d)
+	v.Refusal = e
 	return v, nil
+}
+
+// Counted: at the policy's count the device is refused for the cool-down
+// (TOTP has nothing to resend), after which the count starts again.
+func (f *Factor) Counted(p factor.Pending, policy *mfa.Policy, attempt int, now time.Time) factor.Pending {
+	d, _ := decode(p)
+	if attempt <= d.Failures || now.Before(d.LockedUntil) {
+		return p
+	}
+	failure := policy.TOTP.OTP.Failure
+	d.Failures = attempt
+	if d.Failures >= failure.Count {
+		d.Failures, d.LockedUntil = 0, now.Add(failure.CoolDown.Std())
+	}
+	return with(p, d)
+}
+
+// Usable: outside a cool-down.
+func (f *Factor) Usable(p factor.Pending, _ *mfa.Policy, now time.Time) bool {
+	d, _ := decode(p)
+	return !now.Before(d.LockedUntil)
 }
 
 // LockedOut: TOTP has nothing to resend; after the lockout it counts

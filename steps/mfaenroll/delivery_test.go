@@ -22,6 +22,7 @@ import (
 	"github.com/enrollflow/enrollflow/factor/otp"
 	"github.com/enrollflow/enrollflow/factor/totp"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/store"
 	"github.com/enrollflow/enrollflow/store/memory"
 	"github.com/enrollflow/enrollflow/store/storetest"
@@ -121,9 +122,11 @@ func newEnrollHarness(t *testing.T, effectWait time.Duration) *enrollHarness {
 		t.Fatal(err)
 	}
 	h := &enrollHarness{t: t, clock: storetest.NewClock(), msgr: &scriptedMessenger{}, env: testEnv(t)}
+	// The step's own rules are under test, not the send budgets.
+	h.env.MFASettings.SendLimits.Address.Count, h.env.MFASettings.SendLimits.User.Count = 1000, 1000
 	st := memory.New(h.clock.Now)
 	factors := factor.NewRegistry(&otp.Factor{Messenger: h.msgr, Hasher: mfa.NewOTPHasher(keys.OTPHash)}, &totp.Factor{Sealer: sealer})
-	step := New(Deps{Devices: st, Factors: factors, Log: zerolog.Nop()})
+	step := New(Deps{Devices: st, Factors: factors, Regulator: regulation.New(st, keys.AddressKey), Log: zerolog.Nop()})
 	h.runner = engine.NewRunner(st, engine.NewStepRegistry(step), []*engine.Environment{h.env},
 		engine.Options{Now: h.clock.Now, EffectWait: effectWait})
 	flow := &engine.Flow{ID: "enroll", Trigger: engine.Trigger{Next: "enroll"}, StepDefinitions: map[string]engine.StepDefinition{

@@ -11,6 +11,7 @@ import (
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/factor"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/store"
 )
 
@@ -98,6 +99,11 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if n >= max {
 		return nil, invalid("type", engine.DetailLimitExceeded,
 			fmt.Sprintf("the user already has the maximum of %d devices; delete one first", max))
+	}
+	if address != "" {
+		if err := s.deps.Regulator.Spend(ctx, r.sc.Env, r.in.UserID, t, address); err != nil {
+			return nil, err
+		}
 	}
 	pending, send, err := e.Begin(ctx, b, address)
 	if err != nil {
@@ -215,6 +221,9 @@ func (s *Step) resend(ctx context.Context, r *run) (*engine.Outcome, error) {
 	if err := r.sendLimitGuard(); err != nil {
 		return nil, err
 	}
+	if err := s.deps.Regulator.Spend(ctx, r.sc.Env, r.in.UserID, d.Type, d.Address); err != nil {
+		return nil, err
+	}
 	pending, send, err := re.Reissue(ctx, r.begin(&actions.CreateDevice{Type: string(d.Type), Nickname: d.Nickname}, d.ID), *d)
 	if err != nil {
 		return nil, err
@@ -241,12 +250,27 @@ func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) 
 	if err := r.lockoutGuard(); err != nil {
 		return nil, err
 	}
-	v, err := e.Activate(ctx, factor.Activate{Policy: r.policy, Pending: *d, Proof: p, Now: r.sc.Now})
+	// Counted before it is judged, for the user, in the store: parallel
+	// guesses, other executions and other nodes all count.
+	limit := e.Attempts(*d, r.policy)
+	attempt, err := s.deps.Regulator.Attempt(ctx, r.sc.Env, r.in.UserID, limit, r.sc.Now)
+	if err != nil {
+		if attempt.UserLockedUntil.After(r.sc.Now) {
+			// Locked by attempts elsewhere: this execution shows it too.
+			r.st.LockoutUntil, r.st.CreateAfter = attempt.UserLockedUntil, attempt.UserLockedUntil
+			return &engine.Outcome{Err: engine.AsError(err)}, nil
+		}
+		return nil, err
+	}
+	if !attempt.Admitted() {
+		return nil, spentAttempts(limit, attempt, r.sc.Now)
+	}
+	v, err := e.Activate(ctx, factor.Activate{Policy: r.policy, Pending: *d, Proof: p, Now: r.sc.Now, Attempt: attempt.SubjectAttempts})
 	if err != nil {
 		return nil, err
 	}
 	if !v.OK {
-		return s.refused(r, e, v), nil
+		return s.refused(r, e, v, attempt), nil
 	}
 	data, err := v.Device.Marshal()
 	if err != nil {
@@ -257,43 +281,61 @@ func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) 
 		Outputs: map[string]any{"device": map[string]any{"id": v.Device.ID, "type": v.Device.Type}},
 		Writes: []store.Write{{Op: store.CreateDevice,
 			Device:     store.Device{EnvID: r.sc.Env.ID, UserID: r.in.UserID, ID: v.Device.ID, Version: 1, Data: data},
-			MaxDevices: r.sc.Env.MFASettings.Pairing.MaxAllowedDevices}},
+			MaxDevices: r.sc.Env.MFASettings.Pairing.MaxAllowedDevices},
+			regulation.Settlement(r.sc.Env.ID, r.in.UserID, limit.Subject)},
 	}, nil
 }
 
-// refused counts a wrong proof; the count is saved and the client gets
-// the factor's 400, or the lockout's when this attempt set it off.
-func (s *Step) refused(r *run, e factor.Enroller, v factor.Verdict) *engine.Outcome {
-	if r.countFailure() {
-		locked := e.LockedOut(*r.st.Pending, r.policy, r.st.LockoutUntil)
-		r.st.Pending = &locked
-		lockout := r.sc.Env.MFASettings.Lockout
-		err := engine.InvalidField("otp", engine.DetailOTPVoid, fmt.Sprintf(
-			"the passcode is wrong; after %d wrong passcodes enrollment is locked until %s",
-			lockout.FailureCount, r.st.LockoutUntil.UTC().Format(time.RFC3339)))
-		err.Details[0].InnerError = map[string]any{"remainingAttempts": 0}
-		return &engine.Outcome{Err: err}
+// spentAttempts is the answer to a proof the regulation did not let be
+// judged: the pending device's attempts are spent (a void passcode: 400;
+// a cool-down: 429).
+func spentAttempts(limit factor.AttemptLimit, attempt store.AttemptResult, now time.Time) error {
+	until := attempt.SubjectLockedUntil
+	if limit.StaysVoid {
+		msg := "the passcode is void; request a new one (otp.resend)"
+		if now.Before(until) {
+			msg += " after " + until.UTC().Format(time.RFC3339)
+		}
+		e := engine.InvalidField("otp", engine.DetailOTPVoid, msg)
+		e.Details[0].InnerError = map[string]any{"remainingAttempts": 0}
+		return e
 	}
-	r.st.Pending = &v.Pending
-	if v.Exhausted {
-		r.st.CreateAfter = v.CoolDownUntil
-	}
-	return &engine.Outcome{Err: v.Refusal}
+	return engine.TooSoon("Too many wrong passcodes; try again after the cool-down.", until.Sub(now))
 }
 
-// countFailure counts a wrong passcode towards mfaSettings.lockout and
-// reports whether it set the lockout off. The count starts again once a
-// lockout has been served.
-func (r *run) countFailure() bool {
-	lockout := r.sc.Env.MFASettings.Lockout
-	r.st.Failures++
-	if r.st.Failures < lockout.FailureCount {
-		return false
+// refused answers a wrong proof: the factor's 400 (counted for the device
+// and the user by the regulation before it was judged), or the lockout's
+// when this attempt reached mfaSettings.lockout.
+func (s *Step) refused(r *run, e factor.Enroller, v factor.Verdict, attempt store.AttemptResult) *engine.Outcome {
+	deviceID := r.st.Pending.ID
+	record := func(st *state, now time.Time) {
+		p := e.Counted(*st.Pending, r.policy, attempt.SubjectAttempts, now)
+		if until := attempt.UserLockedUntil; !until.IsZero() {
+			p = e.LockedOut(p, r.policy, until)
+			st.LockoutUntil, st.CreateAfter = until, until
+		} else if lim := e.Attempts(p, r.policy); attempt.SubjectAttempts >= lim.Count {
+			st.CreateAfter = attempt.SubjectLockedUntil
+		}
+		st.Pending = &p
 	}
-	r.st.Failures = 0
-	r.st.LockoutUntil = r.sc.Now.Add(r.sc.Env.MFASettings.LockoutDuration())
-	r.st.CreateAfter = r.st.LockoutUntil
-	return true
+	record(&r.st, r.sc.Now)
+	out := &engine.Outcome{Err: v.Refusal, OnConflict: func(sc *engine.StepContext) (any, bool, error) {
+		now, err := s.load(sc)
+		if err != nil || now.st.Pending == nil || now.st.Pending.ID != deviceID {
+			return nil, false, err
+		}
+		record(&now.st, sc.Now)
+		return now.st, true, nil
+	}}
+	if until := attempt.UserLockedUntil; !until.IsZero() {
+		lockout := r.sc.Env.MFASettings.Lockout
+		err := engine.InvalidField("otp", engine.DetailOTPVoid, fmt.Sprintf(
+			"the passcode is wrong; after %d wrong passcodes the user is locked until %s",
+			lockout.FailureCount, until.UTC().Format(time.RFC3339)))
+		err.Details[0].InnerError = map[string]any{"remainingAttempts": 0, "lockedUntil": until.UTC().Format(time.RFC3339)}
+		out.Err = err
+	}
+	return out
 }
 
 // lockoutGuard refuses every passcode action while mfaSettings.lockout is

@@ -17,6 +17,7 @@ import (
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/factor"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/store"
 )
 
@@ -25,9 +26,10 @@ const TypeName = "MFA_DEVICE_ENROLLMENT"
 
 // Deps are the services the step uses.
 type Deps struct {
-	Devices store.Devices    // the registry, to count a user's devices
-	Factors *factor.Registry // one factor per kind of device
-	Log     zerolog.Logger
+	Devices   store.Devices         // the registry, to count a user's devices
+	Factors   *factor.Registry      // one factor per kind of device
+	Regulator *regulation.Regulator // attempts per user, send budgets
+	Log       zerolog.Logger
 }
 
 // Step implements engine.StepType.
@@ -56,12 +58,14 @@ type state struct {
 	// Step-wide guards. They outlive the pending device, so that
 	// device.delete followed by device.create is no way around a resend
 	// cool-down, a failure cool-down or the attempt limits.
-	LastSentTo   string    `json:"lt,omitempty"` // address of the last passcode sent
-	LastSentAt   time.Time `json:"ls,omitzero"`
-	Sent         int       `json:"n,omitempty"`  // passcodes sent by this step, at most maxPasscodes
-	CreateAfter  time.Time `json:"ca,omitzero"`  // a failure cool-down carried over a delete
-	Failures     int       `json:"tf,omitempty"` // wrong passcodes towards mfaSettings.lockout
-	LockoutUntil time.Time `json:"lo,omitzero"`  // mfaSettings.lockout in force: no create, resend or activate
+	LastSentTo  string    `json:"lt,omitempty"` // address of the last passcode sent
+	LastSentAt  time.Time `json:"ls,omitzero"`
+	Sent        int       `json:"n,omitempty"` // passcodes sent by this step, at most maxPasscodes
+	CreateAfter time.Time `json:"ca,omitzero"` // a failure cool-down carried over a delete
+	// LockoutUntil mirrors the user's mfaSettings.lockout (kept by the
+	// regulation, per user) as this execution learned of it: no create,
+	// resend or activate before it.
+	LockoutUntil time.Time `json:"lo,omitzero"`
 
 	// DeliveryError says why the last passcode did not reach the user; it
 	// is shown until the next create, resend or delete.
@@ -100,6 +104,31 @@ func (s *Step) load(sc *engine.StepContext) (*run, error) {
 func (r *run) machine() machine {
 	_, resendable := r.step.reissuer(r.st.Pending)
 	return machine{newMachine(r.st.Status, r.cfg.AllowSkip, resendable)}
+}
+
+// links are the actions the state machine allows, less device.activate
+// while no proof can be tried (a void passcode, a cool-down, a lockout):
+// posting it then gets the reason (400 or 429), but it is not offered.
+func (r *run) links() []string {
+	all := allowedActions(r.machine().m)
+	if r.st.Pending == nil || r.usable() {
+		return all
+	}
+	out := all[:0:0]
+	for _, a := range all {
+		if a != actions.DeviceActivate {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (r *run) usable() bool {
+	if r.sc.Now.Before(r.st.LockoutUntil) {
+		return false
+	}
+	e, ok := r.step.deps.Factors.Enroller(r.st.Pending.Type)
+	return !ok || e.Usable(*r.st.Pending, r.policy, r.sc.Now)
 }
 
 // Begin starts in DEVICE_ENROLLMENT_REQUIRED.
@@ -183,5 +212,8 @@ func (s *Step) View(sc *engine.StepContext) engine.View {
 			props["error"] = r.st.DeliveryError
 		}
 	}
-	return engine.View{Status: r.st.Status, Properties: props, Actions: allowedActions(r.machine().m)}
+	if r.sc.Now.Before(r.st.LockoutUntil) {
+		props["lockedUntil"] = r.st.LockoutUntil.UTC()
+	}
+	return engine.View{Status: r.st.Status, Properties: props, Actions: r.links()}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/enrollflow/enrollflow/metrics"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/registry"
+	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store"
 )
@@ -102,7 +103,7 @@ func Build(o Options) (*Node, error) {
 		&otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)},
 		totpFactor,
 	)
-	step := mfaenroll.New(mfaenroll.Deps{Devices: st, Factors: factors, Log: o.Log})
+	step := mfaenroll.New(mfaenroll.Deps{Devices: st, Factors: factors, Regulator: regulation.New(st, keys.AddressKey), Log: o.Log})
 	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs,
 		engine.Options{Now: o.Now, TTL: o.TTL, EffectWait: o.DeliveryWait, Log: o.Log, Observer: steps})
 	for _, env := range envs {

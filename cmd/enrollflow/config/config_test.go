@@ -19,6 +19,7 @@ import (
 	"github.com/enrollflow/enrollflow/factor/otp"
 	"github.com/enrollflow/enrollflow/factor/totp"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/steps/mfaenroll"
 	"github.com/enrollflow/enrollflow/store/memory"
 )
@@ -38,7 +39,8 @@ func registry(t *testing.T) *engine.StepRegistry {
 		t.Fatal(err)
 	}
 	factors := factor.NewRegistry(&otp.Factor{Hasher: mfa.NewOTPHasher(keys.OTPHash)}, &totp.Factor{Sealer: sealer})
-	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{Devices: memory.New(nil), Factors: factors, Log: zerolog.Nop()}))
+	st := memory.New(nil)
+	return engine.NewStepRegistry(mfaenroll.New(mfaenroll.Deps{Devices: st, Factors: factors, Regulator: regulation.New(st, keys.AddressKey), Log: zerolog.Nop()}))
 }
 
 func TestLoadAndBuildFile(t *testing.T) {
