@@ -92,8 +92,9 @@ func TestConcurrentActivate(t *testing.T) {
 
 		// Every racer is an attempt, counted before it is judged: past the
 		// policy's 3, the passcode is void for the late ones, right or not.
+		// and past mfaSettings.lockout's 5 the user is locked.
 		win := mustOneWinner(t, race(n, id, ctActivate, func(int) string { return `{"otp":"` + code + `"}` }),
-			"400 INVALID_DATA/OTP_ATTEMPTS_EXCEEDED")
+			"400 INVALID_DATA/OTP_ATTEMPTS_EXCEEDED", "429 REQUEST_LIMITED")
 		mustState(t, win, "COMPLETED")
 		g := n.get(id)
 		mustState(t, g, "COMPLETED")
@@ -165,12 +166,15 @@ func TestConcurrentWrongCodesAreBounded(t *testing.T) {
 		for k := range m {
 			// A wrong guess is answered with its own verdict even when it
 			// lost the write: never a 409 that would tell it from a right one.
-			if !strings.HasPrefix(k, "400 INVALID_DATA/") {
+			if !strings.HasPrefix(k, "400 INVALID_DATA/") && k != "429 REQUEST_LIMITED" {
 				t.Errorf("unexpected outcome %q", k)
 			}
 		}
-		if wrong+voided != 3 || m["400 INVALID_DATA/OTP_ATTEMPTS_EXCEEDED"] != racers-wrong {
-			t.Errorf("outcomes = %v: want exactly the policy's 3 guesses judged, the rest refused as void", m)
+		// Every guess counts for the user: the policy's 3 are judged, 2
+		// more find the passcode void, and the fifth locks the user
+		// (mfaSettings.lockout: 5), so the other 15 are refused unjudged.
+		if wrong+voided != 3 || m["400 INVALID_DATA/OTP_ATTEMPTS_EXCEEDED"] != 5-wrong || m["429 REQUEST_LIMITED"] != racers-5 {
+			t.Errorf("outcomes = %v: want 3 judged, 2 refused as void, %d locked out", m, racers-5)
 		}
 		g := n.get(id)
 		if got, want := num(g.Body, "device", "otp", "remainingAttempts"), float64(3-wrong-voided); got != want {

@@ -10,6 +10,7 @@ import (
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/registry"
+	"github.com/enrollflow/enrollflow/regulation"
 )
 
 // collection renders a HAL collection with its items under _embedded.
@@ -229,5 +230,45 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// getLockout shows a user's attempts towards mfaSettings.lockout and the
+// lockout in force, if any.
+func (s *Server) getLockout(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	userID := mux.Vars(r)["userID"]
+	l, err := s.cfg.Regulator.Lockout(r.Context(), env, userID, s.cfg.Runner.Now())
+	writeResource(s, w, r, l, err, func(l regulation.Lockout) map[string]any {
+		body := map[string]any{
+			"user":     map[string]string{"id": userID},
+			"locked":   !l.LockedUntil.IsZero(),
+			"attempts": l.Attempts,
+			"limit":    env.MFASettings.Lockout.FailureCount,
+			"_links":   map[string]link{"self": {Href: s.baseURL(r) + r.URL.Path}},
+		}
+		if !l.LockedUntil.IsZero() {
+			body["lockedUntil"] = l.LockedUntil.UTC()
+		}
+		return body
+	})
+}
+
+// liftLockout clears a user's attempts and lockout (a help desk that
+// confirmed who the user is).
+func (s *Server) liftLockout(w http.ResponseWriter, r *http.Request) {
+	env, ok := s.environment(w, r)
+	if !ok {
+		return
+	}
+	userID := mux.Vars(r)["userID"]
+	if err := s.cfg.Regulator.Lift(r.Context(), env, userID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.cfg.Log.Info().Str("env", env.ID).Str("audit", "lockout lifted").Msg("management change")
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/registry"
+	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/store"
 )
 
@@ -30,9 +31,10 @@ const MaxTemplateBodyBytes = 256 << 10
 // Config wires the API.
 type Config struct {
 	Runner     *engine.Runner
-	Dispatcher *dispatch.Dispatcher // templates and channels of the management API
-	Registry   *registry.Registry   // the device registry endpoints
-	Store      store.Store          // readiness
+	Dispatcher *dispatch.Dispatcher  // templates and channels of the management API
+	Registry   *registry.Registry    // the device registry endpoints
+	Regulator  *regulation.Regulator // a user's lockout
+	Store      store.Store           // readiness
 	Log        zerolog.Logger
 	BaseURL    string // public base URL for links; "" derives it from each request
 	// RateLimit is the requests per second one client address may make to
@@ -134,6 +136,7 @@ func New(cfg Config) *Server {
 	s.route(m, "/deviceAuthenticationPolicies/{policyID}", methods{http.MethodGet: s.getPolicy})
 	s.route(m, "/users/{userID}/devices", methods{http.MethodGet: s.listDevices})
 	s.route(m, "/users/{userID}/devices/{deviceID}", methods{http.MethodGet: s.getDevice, http.MethodDelete: s.deleteDevice})
+	s.route(m, "/users/{userID}/lockout", methods{http.MethodGet: s.getLockout, http.MethodDelete: s.liftLockout})
 	s.notificationRoutes(m)
 
 	// mux tries routes in order: the flow executions, which carry nearly

@@ -152,7 +152,9 @@ type Documents interface {
 // and front doors. Every attempt is counted before it is judged, in one
 // atomic step, so N parallel guesses cost N attempts.
 type Regulation interface {
-	// Attempt counts one attempt and says whether it may be judged.
+	// Attempt counts one attempt and says whether it may be judged. An
+	// attempt past the user's lockout counts towards it even when its
+	// subject refuses it; one during the lockout counts for nothing.
 	Attempt(ctx context.Context, a Attempt) (AttemptResult, error)
 	// ReadRegulation returns the user's record (a zero one when none).
 	ReadRegulation(ctx context.Context, envID, userID string) (RegulationRecord, error)

@@ -46,7 +46,7 @@ func emailServer(t *testing.T, dir string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(apptest.Validated(t, hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Registry: node.Registry, Store: st, Log: zerolog.Nop()})))
+	srv := httptest.NewServer(apptest.Validated(t, hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Registry: node.Registry, Regulator: node.Regulator, Store: st, Log: zerolog.Nop()})))
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -264,7 +264,7 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 		return err
 	}
 
-	api := hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Registry: node.Registry, Store: node.Store, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
+	api := hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Registry: node.Registry, Regulator: node.Regulator, Store: node.Store, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
 		CORSOrigins: splitList(o.corsOrigins), TrustedProxies: o.trustedProxies, Observer: m, RequireClientCert: o.tlsClientCA != ""}
 	if o.metricsListen == "" {
 		api.Metrics = m.Handler()

@@ -88,7 +88,7 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if err != nil {
 		return nil, err
 	}
-	if err := r.createGuard(t, address); err != nil {
+	if err := r.createGuard(ctx, t, address); err != nil {
 		return nil, err
 	}
 	max := r.sc.Env.MFASettings.Pairing.MaxAllowedDevices
@@ -207,7 +207,7 @@ func (s *Step) recordDeliveryFailure(sent sendRef, failure *engine.ErrorDetail) 
 // resend handles otp.resend: a fresh passcode replaces the old one, no
 // sooner than the factor allows.
 func (s *Step) resend(ctx context.Context, r *run) (*engine.Outcome, error) {
-	if err := r.lockoutGuard(); err != nil {
+	if err := r.lockoutGuard(ctx); err != nil {
 		return nil, err
 	}
 	d := r.st.Pending
@@ -247,7 +247,7 @@ func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) 
 			return nil, err
 		}
 	}
-	if err := r.lockoutGuard(); err != nil {
+	if err := r.lockoutGuard(ctx); err != nil {
 		return nil, err
 	}
 	// Counted before it is judged, for the user, in the store: parallel
@@ -263,6 +263,11 @@ func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) 
 		return nil, err
 	}
 	if !attempt.Admitted() {
+		if until := attempt.UserLockedUntil; !until.IsZero() {
+			// This refused attempt still counted for the user, and locked them.
+			r.st.LockoutUntil, r.st.CreateAfter = until, until
+			return &engine.Outcome{Err: engine.AsError(spentAttempts(limit, attempt, r.sc.Now))}, nil
+		}
 		return nil, spentAttempts(limit, attempt, r.sc.Now)
 	}
 	v, err := e.Activate(ctx, factor.Activate{Policy: r.policy, Pending: *d, Proof: p, Now: r.sc.Now, Attempt: attempt.SubjectAttempts})
@@ -338,22 +343,37 @@ func (s *Step) refused(r *run, e factor.Enroller, v factor.Verdict, attempt stor
 	return out
 }
 
-// lockoutGuard refuses every passcode action while mfaSettings.lockout is
-// in force.
-func (r *run) lockoutGuard() error {
-	if now := r.sc.Now; now.Before(r.st.LockoutUntil) {
-		return engine.TooSoon("Too many wrong passcodes; enrollment is locked until "+
-			r.st.LockoutUntil.UTC().Format(time.RFC3339)+".", r.st.LockoutUntil.Sub(now))
+// lockoutGuard refuses every passcode action while the user is locked out
+// (mfaSettings.lockout). The execution's mirror of the lockout is checked
+// first; only while it says locked is the regulation asked, which may have
+// lifted it (an administrator) since.
+func (r *run) lockoutGuard(ctx context.Context) error {
+	now := r.sc.Now
+	if !now.Before(r.st.LockoutUntil) {
+		return nil
 	}
-	return nil
+	l, err := r.step.deps.Regulator.Lockout(ctx, r.sc.Env, r.in.UserID, now)
+	if err != nil {
+		return err
+	}
+	if l.LockedUntil.IsZero() {
+		if r.st.CreateAfter.Equal(r.st.LockoutUntil) {
+			r.st.CreateAfter = time.Time{}
+		}
+		r.st.LockoutUntil = time.Time{}
+		return nil
+	}
+	r.st.LockoutUntil = l.LockedUntil
+	return engine.TooSoon("Too many wrong passcodes; enrollment is locked until "+
+		l.LockedUntil.UTC().Format(time.RFC3339)+".", l.LockedUntil.Sub(now))
 }
 
 // createGuard applies, to a new device, the limits the step has run into:
 // a lockout, a failure cool-down of a deleted device, the resend cool-down
 // when the passcode would go to the address of the last one (a deleted
 // device's), and the number of passcodes one step may send.
-func (r *run) createGuard(t mfa.DeviceType, address string) error {
-	if err := r.lockoutGuard(); err != nil {
+func (r *run) createGuard(ctx context.Context, t mfa.DeviceType, address string) error {
+	if err := r.lockoutGuard(ctx); err != nil {
 		return err
 	}
 	now := r.sc.Now

@@ -52,6 +52,13 @@ func (s *Store) Attempt(_ context.Context, a store.Attempt) (store.AttemptResult
 	if !r.lockedUntil.IsZero() { // a lockout served: count afresh
 		r.attempts, r.lockedUntil = 0, time.Time{}
 	}
+	// Every attempt past a user's lockout counts towards it, even one its
+	// subject then refuses: it is a guess at the user all the same.
+	r.attempts++
+	if a.UserLimit > 0 && r.attempts >= a.UserLimit {
+		r.lockedUntil = now.Add(a.UserLockout)
+	}
+	r.forgetAt = now.Add(keepFor(a))
 	if a.Subject != "" && a.SubjectLimit > 0 {
 		if now.Before(subj.LockedUntil) {
 			return result(store.SubjectLocked), nil
@@ -62,10 +69,6 @@ func (s *Store) Attempt(_ context.Context, a store.Attempt) (store.AttemptResult
 			}
 			subj.Attempts, subj.LockedUntil = 0, time.Time{}
 		}
-	}
-	r.attempts++
-	if a.UserLimit > 0 && r.attempts >= a.UserLimit {
-		r.lockedUntil = now.Add(a.UserLockout)
 	}
 	if a.Subject != "" {
 		subj.Attempts++

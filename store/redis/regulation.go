@@ -44,18 +44,20 @@ if subj ~= '' then
 end
 if u > now then return {1, n, u, sn, su} end
 if u > 0 then n, u = 0, 0 end
-if subj ~= '' and slimit > 0 then
-	if su > now then return {2, n, u, sn, su} end
-	if sn >= slimit then
-		if ARGV[7] == '1' then return {3, n, u, sn, su} end
-		sn, su = 0, 0
-	end
-end
+-- Every attempt that gets past a user's lockout counts towards it, even
+-- one its subject then refuses: it is a guess at the user all the same.
 n = n + 1
 local ulimit = tonumber(ARGV[2])
 if ulimit > 0 and n >= ulimit then u = now + tonumber(ARGV[3]) end
 redis.call('HSET', k, 'n', n, 'u', u)
-if subj ~= '' then
+local refusal = 0
+if subj ~= '' and slimit > 0 then
+	if su > now then refusal = 2
+	elseif sn >= slimit then
+		if ARGV[7] == '1' then refusal = 3 else sn, su = 0, 0 end
+	end
+end
+if subj ~= '' and refusal == 0 then
 	sn, su = sn + 1, 0
 	if slimit > 0 and sn >= slimit then su = now + tonumber(ARGV[6]) end
 	redis.call('HSET', k, 'n:' .. subj, sn, 'u:' .. subj, su)
@@ -63,7 +65,7 @@ end
 local keep = tonumber(ARGV[8])
 local pt = redis.call('PTTL', k)
 if pt < keep then redis.call('PEXPIRE', k, keep) end
-return {0, n, u, sn, su}
+return {refusal, n, u, sn, su}
 `)
 
 func (s *Store) Attempt(ctx context.Context, a store.Attempt) (store.AttemptResult, error) {

@@ -124,11 +124,11 @@ func testRegulationSubjects(e *env) {
 	}
 	// Subject attempts count toward the user's limit too; the user's
 	// lockout refuses every subject.
-	if rec := e.regulation("env1", "alice"); rec.UserAttempts != 7 || rec.Subjects["totp-1"].Attempts != 1 {
-		e.t.Fatalf("user record %+v, want 7 attempts (the refused ones are not counted)", rec)
+	if rec := e.regulation("env1", "alice"); rec.UserAttempts != 10 || rec.Subjects["totp-1"].Attempts != 1 {
+		e.t.Fatalf("user record %+v, want 10 attempts (those the subject refused count for the user)", rec)
 	}
 	both := cool
-	both.UserLimit, both.UserLockout = 8, time.Hour
+	both.UserLimit, both.UserLockout = 11, time.Hour
 	e.attempt(both)
 	if res := e.attempt(void); res.Refusal != store.UserLocked {
 		e.t.Fatalf("a locked user's other subject: %+v", res)

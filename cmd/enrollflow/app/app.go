@@ -59,6 +59,8 @@ type Node struct {
 	Store store.Store
 	// Registry is the device registry every front door uses.
 	Registry *registry.Registry
+	// Regulator holds the per-user limits every front door applies.
+	Regulator *regulation.Regulator
 }
 
 // Build validates the configuration and returns the runner with every
@@ -103,7 +105,8 @@ func Build(o Options) (*Node, error) {
 		&otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)},
 		totpFactor,
 	)
-	step := mfaenroll.New(mfaenroll.Deps{Devices: st, Factors: factors, Regulator: regulation.New(st, keys.AddressKey), Log: o.Log})
+	regulator := regulation.New(st, keys.AddressKey)
+	step := mfaenroll.New(mfaenroll.Deps{Devices: st, Factors: factors, Regulator: regulator, Log: o.Log})
 	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs,
 		engine.Options{Now: o.Now, TTL: o.TTL, EffectWait: o.DeliveryWait, Log: o.Log, Observer: steps})
 	for _, env := range envs {
@@ -111,7 +114,7 @@ func Build(o Options) (*Node, error) {
 			return nil, fmt.Errorf("environment %s: %w", env.ID, err)
 		}
 	}
-	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st, Registry: registry.New(st, o.Now, totpFactor)}, nil
+	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st, Registry: registry.New(st, o.Now, totpFactor), Regulator: regulator}, nil
 }
 
 // warnMissingChannels tells the operator at start-up about a method that a
