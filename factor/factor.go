@@ -241,3 +241,26 @@ type Checked struct {
 	Replayed bool // the code was right but already used
 	Changed  bool // dev was changed and must be saved for OK to hold
 }
+
+// Issuer is a Verifier of devices that are sent a passcode to verify (an
+// e-mail, an SMS, a call): it issues one to an enrolled device.
+type Issuer interface {
+	// Issue puts a new passcode on dev (which the registry saves with
+	// compare-and-set) and returns its send.
+	Issue(ctx context.Context, dev *mfa.Device, b Issue) (Send, error)
+}
+
+// Issue is what a passcode to an enrolled device needs.
+type Issue struct {
+	EnvID   string
+	Policy  *mfa.Policy
+	User    User
+	Message Message
+	Now     time.Time
+}
+
+// AttemptLimiter is a Verifier whose devices have a limit of their own on
+// proofs (the policy's failure count), on top of the user's.
+type AttemptLimiter interface {
+	DeviceAttempts(dev *mfa.Device, policy *mfa.Policy) AttemptLimit
+}

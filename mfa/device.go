@@ -47,6 +47,16 @@ type TOTPPart struct {
 	LastStep int64  `json:"lastStep,omitempty"` // the last accepted time step: codes at or before it are replays
 }
 
+// OTPPart is factor/otp's part of a device record: the passcode issued to
+// it outside an enrollment (a sign-in), as a keyed hash, until it is used
+// or expires.
+type OTPPart struct {
+	Issue     int       `json:"issue,omitempty"` // passcodes issued: each is counted apart
+	Hash      []byte    `json:"hash,omitempty"`
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	SentAt    time.Time `json:"sentAt,omitzero"`
+}
+
 // ParseDevice reads a stored record of any schema into the current one.
 func ParseDevice(data []byte) (Device, error) {
 	var d Device

@@ -14,6 +14,7 @@ import (
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/factor"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/store"
 )
 
@@ -24,14 +25,16 @@ const maxUpdateTries = 8
 // Registry reads and changes devices. Safe for concurrent use.
 type Registry struct {
 	st        store.Devices
+	reg       *regulation.Regulator
 	verifiers map[mfa.DeviceType]factor.Verifier
 	now       func() time.Time
 }
 
-// New returns a registry over st with the verifiers of the factors that
-// verify enrolled devices.
-func New(st store.Devices, now func() time.Time, verifiers ...factor.Verifier) *Registry {
-	r := &Registry{st: st, verifiers: map[mfa.DeviceType]factor.Verifier{}, now: now}
+// New returns a registry over st, whose verifications and passcodes go
+// through reg, with the verifiers of the factors that verify enrolled
+// devices.
+func New(st store.Devices, reg *regulation.Regulator, now func() time.Time, verifiers ...factor.Verifier) *Registry {
+	r := &Registry{st: st, reg: reg, verifiers: map[mfa.DeviceType]factor.Verifier{}, now: now}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -141,18 +144,46 @@ type Verified struct {
 // errRefused stops an Update whose verification failed: nothing to save.
 var errRefused = errors.New("registry: proof refused")
 
-// Verify checks proof against an enrolled device with its factor. A
-// verification that advances the device (a TOTP code) holds only if its
-// write wins: two nodes verifying one code at once get one success.
-func (r *Registry) Verify(ctx context.Context, envID, userID, deviceID string, policy *mfa.Policy, proof string) (Verified, error) {
+func (r *Registry) verifier(t mfa.DeviceType) (factor.Verifier, error) {
+	v, ok := r.verifiers[t]
+	if !ok {
+		return nil, &engine.Error{Status: 409, Code: engine.CodeActionNotAllowed,
+			Message: fmt.Sprintf("%s devices cannot be verified here.", t)}
+	}
+	return v, nil
+}
+
+// Verify checks proof against an enrolled device with its factor, under
+// the user's regulation: counted before it is judged (a locked-out user
+// gets the 429, a device whose attempts are spent the refusal), settled by
+// a right one. A verification that advances the device (a TOTP code, a
+// passcode used up) holds only if its write wins: two nodes verifying one
+// code at once get one success.
+func (r *Registry) Verify(ctx context.Context, env *engine.Environment, userID, deviceID, proof string) (Verified, error) {
+	cur, err := r.Get(ctx, env.ID, userID, deviceID)
+	if err != nil {
+		return Verified{}, err
+	}
+	v, err := r.verifier(cur.Type)
+	if err != nil {
+		return Verified{}, err
+	}
+	policy := env.DefaultPolicy()
+	var limit factor.AttemptLimit
+	if l, ok := v.(factor.AttemptLimiter); ok {
+		limit = l.DeviceAttempts(&cur.Device, policy)
+	}
+	now := r.now()
+	attempt, err := r.reg.Attempt(ctx, env, userID, limit, now)
+	if err != nil {
+		return Verified{}, err
+	}
+	if !attempt.Admitted() {
+		return Verified{}, nil // the device's attempts are spent: refused unjudged
+	}
 	var verdict factor.Checked
-	_, err := r.Update(ctx, envID, userID, deviceID, func(d *mfa.Device) error {
-		v, ok := r.verifiers[d.Type]
-		if !ok {
-			return &engine.Error{Status: 409, Code: engine.CodeActionNotAllowed,
-				Message: fmt.Sprintf("%s devices cannot be verified here.", d.Type)}
-		}
-		c, err := v.Verify(ctx, d, policy, proof, r.now())
+	_, err = r.Update(ctx, env.ID, userID, deviceID, func(d *mfa.Device) error {
+		c, err := v.Verify(ctx, d, policy, proof, now)
 		if err != nil {
 			return engine.AsError(err)
 		}
@@ -163,10 +194,52 @@ func (r *Registry) Verify(ctx context.Context, envID, userID, deviceID string, p
 		return nil
 	})
 	switch {
-	case errors.Is(err, errRefused):
-		return Verified{OK: verdict.OK, Replayed: verdict.Replayed}, nil
-	case err != nil:
+	case errors.Is(err, errRefused) && !verdict.OK:
+		return Verified{Replayed: verdict.Replayed}, nil
+	case err != nil && !errors.Is(err, errRefused):
+		return Verified{}, err
+	}
+	subjects := []string{}
+	if limit.Subject != "" {
+		subjects = append(subjects, limit.Subject)
+	}
+	if err := r.reg.Settle(ctx, env, userID, subjects...); err != nil {
 		return Verified{}, err
 	}
 	return Verified{OK: true}, nil
+}
+
+// Issue sends a new passcode to an enrolled device outside any execution
+// (a sign-in), rendered and sent through the device's factor, after the
+// send budgets allowed it. The passcode replaces any issued before.
+func (r *Registry) Issue(ctx context.Context, env *engine.Environment, user factor.User, deviceID string, msg factor.Message) error {
+	cur, err := r.Get(ctx, env.ID, user.ID, deviceID)
+	if err != nil {
+		return err
+	}
+	v, err := r.verifier(cur.Type)
+	if err != nil {
+		return err
+	}
+	issuer, ok := v.(factor.Issuer)
+	if !ok {
+		return &engine.Error{Status: 409, Code: engine.CodeActionNotAllowed,
+			Message: fmt.Sprintf("%s devices are not sent passcodes.", cur.Type)}
+	}
+	address := cur.Email
+	if cur.Type != mfa.Email {
+		address = cur.Phone
+	}
+	if err := r.reg.Spend(ctx, env, user.ID, cur.Type, address); err != nil {
+		return err
+	}
+	var send factor.Send
+	if _, err := r.Update(ctx, env.ID, user.ID, deviceID, func(d *mfa.Device) error {
+		s, err := issuer.Issue(ctx, d, factor.Issue{EnvID: env.ID, Policy: env.DefaultPolicy(), User: user, Message: msg, Now: r.now()})
+		send = s
+		return err
+	}); err != nil {
+		return err
+	}
+	return send(ctx)
 }

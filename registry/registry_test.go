@@ -9,9 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enrollflow/enrollflow/delivery"
 	"github.com/enrollflow/enrollflow/factor/totp"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/factor"
+	"github.com/enrollflow/enrollflow/factor/otp"
 	"github.com/enrollflow/enrollflow/registry"
+	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/store"
 	"github.com/enrollflow/enrollflow/store/memory"
 	"github.com/enrollflow/enrollflow/store/redis"
@@ -64,10 +69,12 @@ func enrollTOTP(t *testing.T, st store.Store, sealer *mfa.Sealer, user, id strin
 func TestOneTOTPCodeIsAcceptedOnce(t *testing.T) {
 	sealer, _ := mfa.NewSealer(bytes.Repeat([]byte{9}, 32))
 	f := &totp.Factor{Sealer: sealer}
-	policy := mfa.DefaultPolicy("p")
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
-			nodeA, nodeB := registry.New(open(), nil, f), registry.New(open(), nil, f)
+			env := testEnv(t)
+			stA, stB := open(), open()
+			nodeA := registry.New(stA, regulation.New(stA, addressKey), nil, f)
+			nodeB := registry.New(stB, regulation.New(stB, addressKey), nil, f)
 			ctx := context.Background()
 			for round := range 10 {
 				user, id := "alice-"+name, store.NewID()
@@ -85,7 +92,7 @@ func TestOneTOTPCodeIsAcceptedOnce(t *testing.T) {
 						if i%2 == 1 {
 							node = nodeB
 						}
-						v, err := node.Verify(ctx, "env1", user, id, &policy, code)
+						v, err := node.Verify(ctx, env, user, id, code)
 						if err != nil {
 							t.Error(err)
 						}
@@ -102,10 +109,10 @@ func TestOneTOTPCodeIsAcceptedOnce(t *testing.T) {
 				if ok.Load() != 1 || replayed.Load() != 7 {
 					t.Fatalf("round %d: %d successes and %d replays of one code from 8 verifications, want 1 and 7", round, ok.Load(), replayed.Load())
 				}
-				if v, _ := nodeA.Verify(ctx, "env1", user, id, &policy, code); v.OK || !v.Replayed {
+				if v, _ := nodeA.Verify(ctx, env, user, id, code); v.OK || !v.Replayed {
 					t.Fatalf("the used code verified again: %+v", v)
 				}
-				if v, _ := nodeB.Verify(ctx, "env1", user, id, &policy, "000000"); v.OK {
+				if v, _ := nodeB.Verify(ctx, env, user, id, "000000"); v.OK {
 					t.Fatal("a wrong code verified")
 				}
 			}
@@ -120,7 +127,7 @@ func TestUpdateReRunsOnConflict(t *testing.T) {
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			st := open()
-			reg := registry.New(st, nil)
+			reg := registry.New(st, regulation.New(st, addressKey), nil)
 			id := store.NewID()
 			enrollTOTP(t, st, sealer, "bob", id)
 			ctx := context.Background()
@@ -143,6 +150,93 @@ func TestUpdateReRunsOnConflict(t *testing.T) {
 			}
 			if _, err := reg.Get(ctx, "env1", "bob", store.NewID()); err == nil {
 				t.Fatal("an unknown device was found")
+			}
+		})
+	}
+}
+
+var addressKey = bytes.Repeat([]byte{4}, 32)
+
+// testEnv is an environment whose lockout (100 attempts) stays out of the
+// way of a race of verifications.
+func testEnv(t *testing.T) *engine.Environment {
+	t.Helper()
+	settings := mfa.Settings{}
+	settings.Lockout.FailureCount = 100
+	env, err := engine.NewEnvironment("env1", "0123456789abcdef0123", []mfa.Policy{mfa.DefaultPolicy("default")}, settings, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// outbox records the last passcode message per recipient.
+type outbox struct {
+	mu   sync.Mutex
+	last map[string]string
+}
+
+func (o *outbox) ComposePairing(_ context.Context, p delivery.Pairing) (delivery.Message, error) {
+	return delivery.Message{Recipient: p.Recipient, Method: p.Method, Body: p.OTP}, nil
+}
+
+func (o *outbox) Send(_ context.Context, m delivery.Message) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.last[m.Recipient] = m.Body
+	return nil
+}
+
+// TestIssueAndVerifyAPasscode: outside any execution, a passcode is issued
+// to an enrolled SMS device under the send budgets, verified once, and
+// refused after; wrong ones count for the user like any other.
+func TestIssueAndVerifyAPasscode(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			st := open()
+			env := testEnv(t)
+			env.MFASettings.Lockout.FailureCount = 5
+			box := &outbox{last: map[string]string{}}
+			reg := regulation.New(st, addressKey)
+			r := registry.New(st, reg, nil, &otp.Factor{Messenger: box, Hasher: mfa.NewOTPHasher(addressKey)})
+			ctx := context.Background()
+			user := "carol-" + name
+			id := store.NewID()
+			d := mfa.Device{ID: id, Type: mfa.SMS, Status: mfa.StatusActive, Phone: "+12015550123", CreatedAt: time.Now(), UpdatedAt: time.Now()}
+			data, _ := d.Marshal()
+			x := store.Execution{EnvID: "env1", ID: store.NewExecutionID("env1", user), Version: 1, ExpiresAt: time.Now().Add(time.Hour), Data: []byte("{}")}
+			if err := st.CreateExecution(ctx, x); err != nil {
+				t.Fatal(err)
+			}
+			x.Version = 2
+			if err := st.Commit(ctx, x, store.Write{Op: store.CreateDevice, Device: store.Device{EnvID: "env1", UserID: user, ID: id, Version: 1, Data: data}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Issue(ctx, env, factor.User{ID: user}, id, factor.Message{}); err != nil {
+				t.Fatalf("Issue: %v", err)
+			}
+			box.mu.Lock()
+			code := box.last["+12015550123"]
+			box.mu.Unlock()
+			if v, err := r.Verify(ctx, env, user, id, "000000"); err != nil || v.OK {
+				t.Fatalf("a wrong passcode: %+v, %v", v, err)
+			}
+			if v, err := r.Verify(ctx, env, user, id, code); err != nil || !v.OK {
+				t.Fatalf("the right passcode: %+v, %v", v, err)
+			}
+			if v, _ := r.Verify(ctx, env, user, id, code); v.OK {
+				t.Fatal("an issued passcode verified twice")
+			}
+			// The right one settled the user: four more wrong ones are not
+			// yet a lockout; the fifth locks them.
+			for i := range 5 {
+				_, err := r.Verify(ctx, env, user, id, "000000")
+				if i < 4 && err != nil {
+					t.Fatalf("wrong passcode %d: %v", i, err)
+				}
+			}
+			if _, err := r.Verify(ctx, env, user, id, code); err == nil {
+				t.Fatal("a locked-out user was verified")
 			}
 		})
 	}

@@ -139,6 +139,15 @@ func (g *Regulator) Lockout(ctx context.Context, env *engine.Environment, userID
 	return l, nil
 }
 
+// Settle clears the user's attempts and lockout and the subjects' after a
+// right code outside an execution (the registry's verifications).
+func (g *Regulator) Settle(ctx context.Context, env *engine.Environment, userID string, subjects ...string) error {
+	if err := g.st.Settle(ctx, env.ID, userID, store.Settlement{User: true, Subjects: subjects}); err != nil {
+		return engine.Unavailable(err)
+	}
+	return nil
+}
+
 // Lift clears a user's attempts and lockout.
 func (g *Regulator) Lift(ctx context.Context, env *engine.Environment, userID string) error {
 	if err := g.st.Settle(ctx, env.ID, userID, store.Settlement{User: true}); err != nil {

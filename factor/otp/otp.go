@@ -260,3 +260,60 @@ func (f *Factor) View(p factor.Pending, policy *mfa.Policy, _ string) map[string
 	v["otp"] = map[string]any{"expiresAt": d.ExpiresAt, "remainingAttempts": max(policy.OTPMethodFor(p.Type).OTP.Failure.Count-d.Failures, 0)}
 	return v
 }
+
+var (
+	_ factor.Verifier       = (*Factor)(nil)
+	_ factor.Issuer         = (*Factor)(nil)
+	_ factor.AttemptLimiter = (*Factor)(nil)
+)
+
+func devicePart(dev *mfa.Device) mfa.OTPPart {
+	var part mfa.OTPPart
+	_ = json.Unmarshal(dev.Factor, &part) // an enrolled device without one has none issued
+	return part
+}
+
+// Issue sends a new passcode to an enrolled device; it replaces any
+// passcode issued before.
+func (f *Factor) Issue(ctx context.Context, dev *mfa.Device, b factor.Issue) (factor.Send, error) {
+	address := dev.Email
+	if dev.Type != mfa.Email {
+		address = dev.Phone
+	}
+	rules := b.Policy.OTPMethodFor(dev.Type).OTP
+	code := mfa.NewOTP(rules.OTPLength)
+	msg, err := f.Messenger.ComposePairing(ctx, delivery.Pairing{
+		EnvID: b.EnvID, Method: delivery.Method(dev.Type), Recipient: address,
+		Locale: b.Message.Locale, Variant: b.Message.Variant, OTP: code,
+		Username: b.User.Username, Email: b.User.Email, MobilePhone: b.User.Phone, Variables: b.Message.Variables,
+	})
+	if err != nil {
+		return nil, err
+	}
+	part := devicePart(dev)
+	part = mfa.OTPPart{Issue: part.Issue + 1, Hash: f.Hasher.Hash(dev.ID+"#issued", code),
+		ExpiresAt: b.Now.Add(rules.LifeTime.Std()), SentAt: b.Now}
+	dev.Factor, _ = json.Marshal(part)
+	dev.UpdatedAt = b.Now
+	return func(ctx context.Context) error { return f.Messenger.Send(ctx, msg) }, nil
+}
+
+// DeviceAttempts: the policy's count per issued passcode, void after it.
+func (f *Factor) DeviceAttempts(dev *mfa.Device, policy *mfa.Policy) factor.AttemptLimit {
+	failure := policy.OTPMethodFor(dev.Type).OTP.Failure
+	return factor.AttemptLimit{Subject: fmt.Sprintf("%s#issued#%d", dev.ID, devicePart(dev).Issue), Count: failure.Count,
+		CoolDown: failure.CoolDown.Std(), StaysVoid: true}
+}
+
+// Verify checks a passcode issued to an enrolled device. A right one is
+// used up in the same write that accepts it.
+func (f *Factor) Verify(_ context.Context, dev *mfa.Device, _ *mfa.Policy, proof string, now time.Time) (factor.Checked, error) {
+	part := devicePart(dev)
+	if part.Hash == nil || !now.Before(part.ExpiresAt) || !f.Hasher.Verify(dev.ID+"#issued", proof, part.Hash) {
+		return factor.Checked{}, nil
+	}
+	part.Hash, part.ExpiresAt = nil, time.Time{}
+	dev.Factor, _ = json.Marshal(part)
+	dev.UpdatedAt = now
+	return factor.Checked{OK: true, Changed: true}, nil
+}

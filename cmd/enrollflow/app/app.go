@@ -101,10 +101,8 @@ func Build(o Options) (*Node, error) {
 	}
 	warnMissingChannels(o.Log, envs, deliveryEnvs)
 	totpFactor := &totp.Factor{Sealer: sealer}
-	factors := factor.NewRegistry(
-		&otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)},
-		totpFactor,
-	)
+	otpFactor := &otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)}
+	factors := factor.NewRegistry(otpFactor, totpFactor)
 	regulator := regulation.New(st, keys.AddressKey)
 	step := mfaenroll.New(mfaenroll.Deps{Devices: st, Factors: factors, Regulator: regulator, Log: o.Log})
 	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs,
@@ -114,7 +112,7 @@ func Build(o Options) (*Node, error) {
 			return nil, fmt.Errorf("environment %s: %w", env.ID, err)
 		}
 	}
-	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st, Registry: registry.New(st, o.Now, totpFactor), Regulator: regulator}, nil
+	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st, Registry: registry.New(st, regulator, o.Now, otpFactor, totpFactor), Regulator: regulator}, nil
 }
 
 // warnMissingChannels tells the operator at start-up about a method that a
