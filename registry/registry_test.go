@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/enrollflow/enrollflow/delivery"
-	"github.com/enrollflow/enrollflow/factor/totp"
-	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/factor"
 	"github.com/enrollflow/enrollflow/factor/otp"
+	"github.com/enrollflow/enrollflow/factor/totp"
+	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/registry"
 	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/store"
