@@ -29,6 +29,8 @@ export ENROLLFLOW_SECRET=000102030405060708090a0b0c0d0e0f101112131415161718191a1
 export ENROLLFLOW_RATE_LIMIT=0 # one client address drives all the load
 export ENROLLFLOW_LOG_LEVEL=warn ENROLLFLOW_LOG_FORMAT=json
 unset ENROLLFLOW_REDIS_URL ENROLLFLOW_CONFIG ENROLLFLOW_LISTEN ENROLLFLOW_OUTBOX ENROLLFLOW_PUBLIC_URL
+# The demo environment with send budgets raised out of the load's way.
+export ENROLLFLOW_CONFIG=$PWD/testdata/config/bench.yaml
 
 for tool in redis-server redis-cli curl awk; do
   if ! command -v "$tool" >/dev/null 2>&1; then
