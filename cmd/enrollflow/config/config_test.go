@@ -183,6 +183,14 @@ func TestBuildErrors(t *testing.T) {
 	badLength.Email.OTP.OTPLength = 12
 	badSettings := env("e")
 	badSettings.MFASettings.Pairing.MaxAllowedDevices = 20
+	negativeLockout := env("e")
+	negativeLockout.MFASettings.Lockout.DurationSeconds = -1
+	hugeLockout := env("e")
+	hugeLockout.MFASettings.Lockout.FailureCount = 1000000
+	badBudget := env("e")
+	badBudget.MFASettings.SendLimits.Address.Count = -5
+	premium := mfa.Policy{ID: "p"}
+	premium.Voice.AllowedNumberTypes = []string{"SATELLITE"}
 	emptyVar := env("e")
 	emptyVar.APIKeyEnv = "ENROLLFLOW_TEST_EMPTY_KEY"
 	unsetVar := env("e")
@@ -196,6 +204,10 @@ func TestBuildErrors(t *testing.T) {
 		want string
 	}{
 		{"duplicate id", []config.Environment{env("a"), env("b"), env("a")}, `environments[2].id: "a" is used twice`},
+		{"negative lockout", []config.Environment{negativeLockout}, "environments[0]: environment e: mfaSettings.lockout.durationSeconds: must be between 1 and 86400"},
+		{"huge lockout count", []config.Environment{hugeLockout}, "mfaSettings.lockout.failureCount: must be between 1 and 100"},
+		{"negative budget", []config.Environment{badBudget}, "mfaSettings.sendLimits.address.count: must be between 1 and 1000000"},
+		{"unknown number type", []config.Environment{env("e", premium)}, "deviceAuthenticationPolicies[0].voice.allowedNumberTypes[0]"},
 		{"empty apiKeyEnv variable", []config.Environment{env("ok"), emptyVar}, "environments[1].apiKeyEnv: environment variable ENROLLFLOW_TEST_EMPTY_KEY is empty"},
 		{"unset apiKeyEnv variable", []config.Environment{unsetVar}, "environments[0].apiKeyEnv"},
 		{"short api key", []config.Environment{shortKey}, "environments[0]: environment e: apiKey: must be at least 16 characters"},
