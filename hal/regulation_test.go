@@ -146,11 +146,13 @@ func TestLockoutAcrossExecutions(t *testing.T) {
 			}
 		}
 		nodes := []*node{a, c, a}
+		var lockedBy string
 		for i, times := range []int{2, 2, 1} {
 			n := nodes[i]
 			id := n.startFlow(demoFlow, map[string]any{"id": "roamer", "email": fmt.Sprintf("r%d@example.com", i)})
 			mustStatus(t, n.create(id, "EMAIL"), http.StatusOK)
 			wrong(n, id, n.passcode(fmt.Sprintf("r%d@example.com", i)), times)
+			lockedBy = id
 		}
 		if l := a.lockout("roamer"); l.Body["locked"] != true {
 			t.Fatalf("after 5 wrong passcodes in 3 executions: %s", l.Raw)
@@ -164,8 +166,8 @@ func TestLockoutAcrossExecutions(t *testing.T) {
 		if retryAfter(t, r) < 590 || str(r.Body, "details", "0", "innerError", "lockedUntil") == "" {
 			t.Errorf("the refusal: Retry-After %q, body %s", r.Header.Get("Retry-After"), r.Raw)
 		}
-		g := c.get(id)
-		if str(g.Body, "lockedUntil") == "" || slicesContains(links(t, g.Body), "device.activate") {
+		// The execution whose wrong passcode set the lockout off shows it.
+		if g := a.get(lockedBy); str(g.Body, "lockedUntil") == "" || slicesContains(links(t, g.Body), "device.activate") {
 			t.Errorf("the locked user's state: %s", g.Raw)
 		}
 
@@ -178,6 +180,21 @@ func TestLockoutAcrossExecutions(t *testing.T) {
 			t.Fatalf("after lifting: %s", l.Raw)
 		}
 		mustState(t, c.activate(id, right), "COMPLETED")
+
+		// The execution whose wrong passcode set the lockout off may ask
+		// for a new passcode as soon as it is lifted.
+		locker := a.startFlow(demoFlow, map[string]any{"id": "locker", "email": "locker@example.com"})
+		mustStatus(t, a.create(locker, "EMAIL"), http.StatusOK)
+		for range 5 {
+			a.activate(locker, wrongFor(a.passcode("locker@example.com"))(0))
+		}
+		mustError(t, a.act(locker, ctResend, ""), http.StatusTooManyRequests, "REQUEST_LIMITED")
+		mustStatus(t, a.admin(http.MethodDelete, "/environments/demo/users/locker/lockout", ""), http.StatusNoContent)
+		// The passcode's own failure cool-down (2 minutes) still holds;
+		// the lockout (10) does not.
+		a.Clock.Advance(2*time.Minute + time.Second)
+		mustStatus(t, a.act(locker, ctResend, ""), http.StatusOK)
+		mustState(t, a.activate(locker, a.passcode("locker@example.com")), "COMPLETED")
 	})
 }
 
@@ -230,6 +247,16 @@ func TestSendBudgets(t *testing.T) {
 			}
 			if got := n.sentTo(target); got != 5 {
 				t.Errorf("%d passcodes to one number, want 5", got)
+			}
+			// One mailbox, whatever the case it is typed in.
+			for i, addr := range []string{"box@example.com", "Box@example.com", "BOX@Example.com", "bOx@EXAMPLE.COM", "box@example.COM", "Box@Example.Com"} {
+				id := n.start(fmt.Sprintf("case-%d", i))
+				r := n.act(id, ctCreate, `{"type":"EMAIL","email":"`+addr+`"}`)
+				if i < 5 {
+					mustStatus(t, r, http.StatusOK)
+					continue
+				}
+				mustError(t, r, http.StatusTooManyRequests, "REQUEST_LIMITED", detail{"address", "SEND_LIMIT_ADDRESS"})
 			}
 		})
 		t.Run("per environment", func(t *testing.T) {

@@ -183,6 +183,13 @@ func (r *Registry) Verify(ctx context.Context, env *engine.Environment, userID, 
 	}
 	var verdict factor.Checked
 	_, err = r.Update(ctx, env.ID, userID, deviceID, func(d *mfa.Device) error {
+		if l, ok := v.(factor.AttemptLimiter); ok && l.DeviceAttempts(d, policy).Subject != limit.Subject {
+			// A new passcode was issued since the attempt was counted: the
+			// guess was counted against the old one and is not judged
+			// against the new.
+			verdict = factor.Checked{}
+			return errRefused
+		}
 		c, err := v.Verify(ctx, d, policy, proof, now)
 		if err != nil {
 			return engine.AsError(err)

@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/enrollflow/enrollflow/engine"
@@ -83,9 +84,11 @@ func Settlement(envID, userID string, subjects ...string) store.Write {
 // the budget.
 func (g *Regulator) Spend(ctx context.Context, env *engine.Environment, userID string, method mfa.DeviceType, address string) error {
 	limits := env.MFASettings.SendLimits
+	// The user's budget first: see store.Budgets. Addresses are compared
+	// without case: Victim@Example.com is victim@example.com's mailbox.
 	budgets := []store.Budget{
 		budget("u:"+env.ID+":"+userID, limits.User),
-		budget("a:"+g.addressName(env.ID, address), limits.Address),
+		budget("a:"+g.addressName(env.ID, strings.ToLower(address)), limits.Address),
 		budget("e:"+env.ID+":"+string(method), limits.For(method)),
 	}
 	spent, err := g.st.Spend(ctx, budgets...)

@@ -229,7 +229,10 @@ type SubjectRecord struct {
 // nodes.
 type Budgets interface {
 	// Spend takes one unit from every budget, or from none: when one
-	// refuses, what was taken from the others is given back.
+	// refuses, what was taken from the others is given back. The first
+	// budget is decided before any other is touched: put the one the
+	// caller controls (the user's) first, so that a caller whose own
+	// budget is spent cannot take from anyone else's even for a moment.
 	Spend(ctx context.Context, budgets ...Budget) (Spent, error)
 }
 

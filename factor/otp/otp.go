@@ -163,9 +163,11 @@ func (f *Factor) Undelivered(p factor.Pending) factor.Pending {
 }
 
 // LockedOut voids the passcode: after the lockout only a new one counts.
-func (f *Factor) LockedOut(p factor.Pending, policy *mfa.Policy, until time.Time) factor.Pending {
+// The lockout itself is the regulation's (a lifted one lets a new passcode
+// be sent at once), not the passcode's cool-down.
+func (f *Factor) LockedOut(p factor.Pending, policy *mfa.Policy, _ time.Time) factor.Pending {
 	d, _ := decode(p)
-	d.Failures, d.Hash, d.LockedUntil = policy.OTPMethodFor(p.Type).OTP.Failure.Count, nil, until
+	d.Failures, d.Hash = policy.OTPMethodFor(p.Type).OTP.Failure.Count, nil
 	return with(p, d)
 }
 

@@ -255,19 +255,11 @@ func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) 
 	limit := e.Attempts(*d, r.policy)
 	attempt, err := s.deps.Regulator.Attempt(ctx, r.sc.Env, r.in.UserID, limit, r.sc.Now)
 	if err != nil {
-		if attempt.UserLockedUntil.After(r.sc.Now) {
-			// Locked by attempts elsewhere: this execution shows it too.
-			r.st.LockoutUntil, r.st.CreateAfter = attempt.UserLockedUntil, attempt.UserLockedUntil
-			return &engine.Outcome{Err: engine.AsError(err)}, nil
-		}
-		return nil, err
+		return nil, err // the user is locked out (429), or the store is down
 	}
 	if !attempt.Admitted() {
-		if until := attempt.UserLockedUntil; !until.IsZero() {
-			// This refused attempt still counted for the user, and locked them.
-			r.st.LockoutUntil, r.st.CreateAfter = until, until
-			return &engine.Outcome{Err: engine.AsError(spentAttempts(limit, attempt, r.sc.Now))}, nil
-		}
+		// Refused unjudged: nothing is written, so that a flood of refused
+		// guesses cannot make a right one lose its write.
 		return nil, spentAttempts(limit, attempt, r.sc.Now)
 	}
 	v, err := e.Activate(ctx, factor.Activate{Policy: r.policy, Pending: *d, Proof: p, Now: r.sc.Now, Attempt: attempt.SubjectAttempts})
@@ -383,7 +375,7 @@ func (r *run) createGuard(ctx context.Context, t mfa.DeviceType, address string)
 	if address == "" {
 		return nil
 	}
-	if address == r.st.LastSentTo {
+	if strings.EqualFold(address, r.st.LastSentTo) {
 		cool := r.policy.OTPMethodFor(t).OTP.ResendCoolDown.Std()
 		if next := r.st.LastSentAt.Add(cool); now.Before(next) {
 			return engine.TooSoon(fmt.Sprintf("A passcode was sent to this address less than %s ago; wait before asking for another.", cool), next.Sub(now))

@@ -155,15 +155,29 @@ func (s *Store) Settle(ctx context.Context, envID, userID string, st store.Settl
 	return unavailable(s.client.HDel(ctx, s.regulationKey(envID, userID), strs...).Err())
 }
 
-// Spend uses redis_rate's GCRA, one script per budget, run at once (each
-// budget is a key of its own, in a slot of its own): one round trip of
-// latency. When a budget refuses, what the others took is given back.
+// Spend uses redis_rate's GCRA, one script per budget (each budget is a
+// key of its own, in a slot of its own). The first budget is spent alone,
+// then the others together: callers put the budget an attacker controls
+// first (the user's), so that a caller whose own budget is spent never
+// takes, even for a moment, from a victim's (an address's). When a later
+// budget refuses, what the others took is given back.
 func (s *Store) Spend(ctx context.Context, budgets ...store.Budget) (store.Spent, error) {
+	if len(budgets) == 0 {
+		return store.Spent{OK: true}, nil
+	}
 	limiter := redis_rate.NewLimiter(s.client)
-	results := make([]*redis_rate.Result, len(budgets))
-	errs := make([]error, len(budgets))
+	first, err := limiter.Allow(ctx, s.budgetKey(budgets[0].Key), rateLimit(budgets[0]))
+	if err != nil {
+		return store.Spent{}, unavailable(err)
+	}
+	if first.Allowed == 0 {
+		return store.Spent{Refused: 0, RetryAfter: first.RetryAfter}, nil
+	}
+	rest := budgets[1:]
+	results := make([]*redis_rate.Result, len(rest))
+	errs := make([]error, len(rest))
 	var wg sync.WaitGroup
-	for i, b := range budgets {
+	for i, b := range rest {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -171,30 +185,51 @@ func (s *Store) Spend(ctx context.Context, budgets ...store.Budget) (store.Spent
 		}()
 	}
 	wg.Wait()
+	refused, spent := -1, store.Spent{}
+	for i, r := range results {
+		switch {
+		case errs[i] != nil:
+			spent, refused = store.Spent{}, i
+		case r.Allowed == 0 && refused < 0:
+			spent, refused = store.Spent{Refused: i + 1, RetryAfter: r.RetryAfter}, i
+		}
+	}
+	if refused < 0 {
+		return store.Spent{OK: true}, nil
+	}
+	s.refund(ctx, budgets[0])
+	for i, r := range results {
+		if errs[i] == nil && r.Allowed > 0 {
+			s.refund(ctx, rest[i])
+		}
+	}
 	for _, err := range errs {
 		if err != nil {
-			s.refund(ctx, limiter, budgets, results)
 			return store.Spent{}, unavailable(err)
 		}
 	}
-	for i, r := range results {
-		if r.Allowed == 0 {
-			s.refund(ctx, limiter, budgets, results)
-			return store.Spent{Refused: i, RetryAfter: r.RetryAfter}, nil
-		}
-	}
-	return store.Spent{OK: true}, nil
+	return spent, nil
 }
 
-// refund gives back the units of the budgets that allowed a spend that
-// another refused. A refund that fails leaves a budget one unit short for
-// its period: the safe side.
-func (s *Store) refund(ctx context.Context, limiter *redis_rate.Limiter, budgets []store.Budget, results []*redis_rate.Result) {
-	for i, r := range results {
-		if r != nil && r.Allowed > 0 {
-			_, _ = limiter.AllowN(ctx, s.budgetKey(budgets[i].Key), rateLimit(budgets[i]), -1)
-		}
-	}
+// refundScript gives one unit back to a redis_rate GCRA key: its value is
+// the theoretical arrival time in seconds since 2017-01-01, which moves
+// back by one emission interval (ARGV[1] seconds); a key that is then not
+// ahead of now is a full budget and is deleted. A refund that fails leaves
+// the budget one unit short for its period: the safe side.
+var refundScript = goredis.NewScript(`
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local t = redis.call('TIME')
+local now = (t[1] - 1483228800) + (t[2] / 1000000)
+local back = tat - tonumber(ARGV[1])
+if back <= now then redis.call('DEL', KEYS[1]) return 1 end
+redis.call('SET', KEYS[1], back, 'EX', math.ceil(back - now))
+return 1
+`)
+
+func (s *Store) refund(ctx context.Context, b store.Budget) {
+	emission := (b.Period / time.Duration(b.Limit)).Seconds()
+	_ = refundScript.Run(ctx, s.client, []string{"rate:" + s.budgetKey(b.Key)}, emission).Err()
 }
 
 func (s *Store) budgetKey(key string) string { return s.prefix + ":{b:" + key + "}" }

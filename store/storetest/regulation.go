@@ -247,6 +247,27 @@ func testBudgets(e *env) {
 	if s := e.spend(addr); s.OK || s.Refused != 0 {
 		e.t.Fatalf("addr after its 5 units: %+v", s)
 	}
+	// A refusal by a later budget gives the earlier its unit back, even
+	// when it was full before (its refill is then complete at once).
+	full := store.Budget{Key: "test:full:" + store.NewID(), Limit: 2, Period: time.Hour}
+	spentOne := store.Budget{Key: "test:one:" + store.NewID(), Limit: 1, Period: time.Hour}
+	e.spend(spentOne)
+	if s := e.spend(full, spentOne); s.OK || s.Refused != 1 {
+		e.t.Fatalf("spend over an exhausted second budget: %+v", s)
+	}
+	for i := range 2 {
+		if s := e.spend(full); !s.OK {
+			e.t.Fatalf("unit %d of a budget that was refunded: %+v", i, s)
+		}
+	}
+	// A refusal by the first budget does not touch the others at all.
+	victim := store.Budget{Key: "test:victim:" + store.NewID(), Limit: 1, Period: time.Hour}
+	if s := e.spend(spentOne, victim); s.OK || s.Refused != 0 {
+		e.t.Fatalf("spend with an exhausted first budget: %+v", s)
+	}
+	if s := e.spend(victim); !s.OK {
+		e.t.Fatalf("the victim's budget was taken by a spend its first budget refused: %+v", s)
+	}
 	// Budgets are independent.
 	if s := e.spend(store.Budget{Key: "test:other:" + store.NewID(), Limit: 1, Period: time.Minute}); !s.OK {
 		e.t.Fatalf("another budget: %+v", s)
