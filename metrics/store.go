@@ -29,7 +29,7 @@ var (
 	storeOperations = []string{"create_execution", "get_execution", "update_execution", "commit",
 		"list_devices", "get_device", "update_device", "delete_device", "count_devices",
 		"list_documents", "get_document", "put_document", "delete_document", "ping",
-		"attempt", "read_regulation", "settle", "spend"}
+		"attempt", "read_regulation", "settle", "spend", "refund"}
 	storeOutcomes = []string{"ok", "not_found", "conflict", "exists", "device_limit", "unavailable", "canceled", "error"}
 )
 
@@ -161,6 +161,11 @@ func (s *instrumentedStore) Settle(ctx context.Context, envID, userID string, st
 func (s *instrumentedStore) Spend(ctx context.Context, budgets ...store.Budget) (spent store.Spent, err error) {
 	defer func(start time.Time) { s.observe("spend", start, err) }(time.Now())
 	return s.next.Spend(ctx, budgets...)
+}
+
+func (s *instrumentedStore) Refund(ctx context.Context, b store.Budget) (err error) {
+	defer func(start time.Time) { s.observe("refund", start, err) }(time.Now())
+	return s.next.Refund(ctx, b)
 }
 
 func (s *instrumentedStore) Close() error { return s.next.Close() }

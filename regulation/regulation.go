@@ -81,29 +81,71 @@ func Settlement(envID, userID string, subjects ...string) store.Write {
 
 // Spend takes one passcode to address (by method) from the user's, the
 // address's and the environment's budgets, or refuses with a 429 naming
-// the budget.
+// the budget. The user's is decided first (Reserve), then the others
+// together (Complete): a caller whose own budget is spent never takes from
+// a victim's address, not even for a round trip.
 func (g *Regulator) Spend(ctx context.Context, env *engine.Environment, userID string, method mfa.DeviceType, address string) error {
-	limits := env.MFASettings.SendLimits
-	// The user's budget first: see store.Budgets. Addresses are compared
-	// without case: Victim@Example.com is victim@example.com's mailbox.
-	budgets := []store.Budget{
-		budget("u:"+env.ID+":"+userID, limits.User),
-		budget("a:"+g.addressName(env.ID, strings.ToLower(address)), limits.Address),
-		budget("e:"+env.ID+":"+string(method), limits.For(method)),
-	}
-	spent, err := g.st.Spend(ctx, budgets...)
+	hold, err := g.Reserve(ctx, env, userID)
 	if err != nil {
+		return err
+	}
+	return hold.Complete(ctx, method, address)
+}
+
+// Hold is the user's unit of a send, taken by Reserve, until Complete
+// takes the address's and the environment's or Release gives it back.
+type Hold struct {
+	g      *Regulator
+	env    *engine.Environment
+	user   store.Budget
+	userID string
+}
+
+// Reserve takes the user's unit of one send (429 SEND_LIMIT_USER when it
+// is spent). It may run alongside other work of the request.
+func (g *Regulator) Reserve(ctx context.Context, env *engine.Environment, userID string) (*Hold, error) {
+	user := budget("u:"+env.ID+":"+userID, env.MFASettings.SendLimits.User)
+	spent, err := g.st.Spend(ctx, user)
+	if err != nil {
+		return nil, engine.Unavailable(err)
+	}
+	if !spent.OK {
+		return nil, budgetRefusal(0, spent.RetryAfter, "")
+	}
+	return &Hold{g: g, env: env, user: user, userID: userID}, nil
+}
+
+// Release gives the user's unit back: the send will not happen.
+func (h *Hold) Release(ctx context.Context) {
+	_ = h.g.st.Refund(ctx, h.user) // a failed refund leaves the user one short: the safe side
+}
+
+// Complete takes the address's and the environment's units (addresses
+// compared without case: Victim@Example.com is victim@example.com's
+// mailbox); when one refuses, the user's unit is given back too.
+func (h *Hold) Complete(ctx context.Context, method mfa.DeviceType, address string) error {
+	limits := h.env.MFASettings.SendLimits
+	spent, err := h.g.st.Spend(ctx,
+		budget("a:"+h.g.addressName(h.env.ID, strings.ToLower(address)), limits.Address),
+		budget("e:"+h.env.ID+":"+string(method), limits.For(method)))
+	if err != nil {
+		h.Release(ctx)
 		return engine.Unavailable(err)
 	}
-	if spent.OK {
-		return nil
+	if !spent.OK {
+		h.Release(ctx)
+		return budgetRefusal(spent.Refused+1, spent.RetryAfter, method)
 	}
+	return nil
+}
+
+func budgetRefusal(which int, retryAfter time.Duration, method mfa.DeviceType) error {
 	detail := []struct{ code, target, message string }{
 		{engine.DetailSendLimitUser, "user", "has been sent as many passcodes as mfaSettings.sendLimits.user allows"},
 		{engine.DetailSendLimitAddress, "address", "has been sent as many passcodes as mfaSettings.sendLimits.address allows"},
 		{engine.DetailSendLimitEnvironment, "environment", fmt.Sprintf("has sent as many %s passcodes as mfaSettings.sendLimits allows", method)},
-	}[spent.Refused]
-	e := engine.TooSoon("Too many passcodes; no more can be sent for now.", spent.RetryAfter)
+	}[which]
+	e := engine.TooSoon("Too many passcodes; no more can be sent for now.", retryAfter)
 	e.Details = []engine.ErrorDetail{{Code: detail.code, Target: detail.target, Message: detail.message}}
 	return e
 }

@@ -229,11 +229,14 @@ type SubjectRecord struct {
 // nodes.
 type Budgets interface {
 	// Spend takes one unit from every budget, or from none: when one
-	// refuses, what was taken from the others is given back. The first
-	// budget is decided before any other is touched: put the one the
-	// caller controls (the user's) first, so that a caller whose own
-	// budget is spent cannot take from anyone else's even for a moment.
+	// refuses, what was taken from the others is given back. The budgets
+	// are spent at once; a caller that must not touch some budget before
+	// another has allowed (a victim's address before the caller's own
+	// budget) spends them in two calls.
 	Spend(ctx context.Context, budgets ...Budget) (Spent, error)
+	// Refund gives one unit back to a budget (a spend whose send did not
+	// happen after all).
+	Refund(ctx context.Context, b Budget) error
 }
 
 // Budget is one rate limit. Key names it; it must not hold personal data

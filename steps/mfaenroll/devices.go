@@ -91,17 +91,36 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if err := r.createGuard(ctx, t, address); err != nil {
 		return nil, err
 	}
-	max := r.sc.Env.MFASettings.Pairing.MaxAllowedDevices
-	n, err := s.deps.Devices.CountDevices(ctx, r.sc.Env.ID, r.in.UserID)
-	if err != nil {
-		return nil, engine.Unavailable(err)
+	// The device count and the user's send budget are two round trips
+	// that do not depend on each other: run them at once.
+	var n int
+	var countErr error
+	counted := make(chan struct{})
+	go func() {
+		defer close(counted)
+		n, countErr = s.deps.Devices.CountDevices(ctx, r.sc.Env.ID, r.in.UserID)
+	}()
+	var hold *regulation.Hold
+	var holdErr error
+	if address != "" {
+		hold, holdErr = s.deps.Regulator.Reserve(ctx, r.sc.Env, r.in.UserID)
 	}
-	if n >= max {
+	<-counted
+	max := r.sc.Env.MFASettings.Pairing.MaxAllowedDevices
+	switch {
+	case countErr != nil || n >= max:
+		if hold != nil {
+			hold.Release(ctx)
+		}
+		if countErr != nil {
+			return nil, engine.Unavailable(countErr)
+		}
 		return nil, invalid("type", engine.DetailLimitExceeded,
 			fmt.Sprintf("the user already has the maximum of %d devices; delete one first", max))
-	}
-	if address != "" {
-		if err := s.deps.Regulator.Spend(ctx, r.sc.Env, r.in.UserID, t, address); err != nil {
+	case holdErr != nil:
+		return nil, holdErr
+	case hold != nil:
+		if err := hold.Complete(ctx, t, address); err != nil {
 			return nil, err
 		}
 	}

@@ -157,3 +157,17 @@ func (s *Store) Spend(_ context.Context, budgets ...store.Budget) (store.Spent, 
 	}
 	return store.Spent{OK: true}, nil
 }
+
+func (s *Store) Refund(_ context.Context, b store.Budget) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.budgets[b.Key]
+	if !ok {
+		return nil
+	}
+	cur.tat = cur.tat.Add(-b.Period / time.Duration(b.Limit))
+	if !cur.tat.After(s.now()) {
+		delete(s.budgets, b.Key) // full again
+	}
+	return nil
+}

@@ -155,29 +155,15 @@ func (s *Store) Settle(ctx context.Context, envID, userID string, st store.Settl
 	return unavailable(s.client.HDel(ctx, s.regulationKey(envID, userID), strs...).Err())
 }
 
-// Spend uses redis_rate's GCRA, one script per budget (each budget is a
-// key of its own, in a slot of its own). The first budget is spent alone,
-// then the others together: callers put the budget an attacker controls
-// first (the user's), so that a caller whose own budget is spent never
-// takes, even for a moment, from a victim's (an address's). When a later
-// budget refuses, what the others took is given back.
+// Spend uses redis_rate's GCRA, one script per budget, run at once (each
+// budget is a key of its own, in a slot of its own): one round trip of
+// latency. When one refuses, what the others took is given back.
 func (s *Store) Spend(ctx context.Context, budgets ...store.Budget) (store.Spent, error) {
-	if len(budgets) == 0 {
-		return store.Spent{OK: true}, nil
-	}
 	limiter := redis_rate.NewLimiter(s.client)
-	first, err := limiter.Allow(ctx, s.budgetKey(budgets[0].Key), rateLimit(budgets[0]))
-	if err != nil {
-		return store.Spent{}, unavailable(err)
-	}
-	if first.Allowed == 0 {
-		return store.Spent{Refused: 0, RetryAfter: first.RetryAfter}, nil
-	}
-	rest := budgets[1:]
-	results := make([]*redis_rate.Result, len(rest))
-	errs := make([]error, len(rest))
+	results := make([]*redis_rate.Result, len(budgets))
+	errs := make([]error, len(budgets))
 	var wg sync.WaitGroup
-	for i, b := range rest {
+	for i, b := range budgets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -185,22 +171,21 @@ func (s *Store) Spend(ctx context.Context, budgets ...store.Budget) (store.Spent
 		}()
 	}
 	wg.Wait()
-	refused, spent := -1, store.Spent{}
+	refused, spent := -1, store.Spent{OK: true}
 	for i, r := range results {
 		switch {
-		case errs[i] != nil:
-			spent, refused = store.Spent{}, i
-		case r.Allowed == 0 && refused < 0:
-			spent, refused = store.Spent{Refused: i + 1, RetryAfter: r.RetryAfter}, i
+		case errs[i] != nil && refused < 0:
+			refused = i
+		case errs[i] == nil && r.Allowed == 0 && refused < 0:
+			refused, spent = i, store.Spent{Refused: i, RetryAfter: r.RetryAfter}
 		}
 	}
 	if refused < 0 {
-		return store.Spent{OK: true}, nil
+		return spent, nil
 	}
-	s.refund(ctx, budgets[0])
 	for i, r := range results {
 		if errs[i] == nil && r.Allowed > 0 {
-			s.refund(ctx, rest[i])
+			_ = s.Refund(ctx, budgets[i])
 		}
 	}
 	for _, err := range errs {
@@ -227,9 +212,9 @@ redis.call('SET', KEYS[1], back, 'EX', math.ceil(back - now))
 return 1
 `)
 
-func (s *Store) refund(ctx context.Context, b store.Budget) {
+func (s *Store) Refund(ctx context.Context, b store.Budget) error {
 	emission := (b.Period / time.Duration(b.Limit)).Seconds()
-	_ = refundScript.Run(ctx, s.client, []string{"rate:" + s.budgetKey(b.Key)}, emission).Err()
+	return unavailable(refundScript.Run(ctx, s.client, []string{"rate:" + s.budgetKey(b.Key)}, emission).Err())
 }
 
 func (s *Store) budgetKey(key string) string { return s.prefix + ":{b:" + key + "}" }

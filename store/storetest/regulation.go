@@ -260,7 +260,7 @@ func testBudgets(e *env) {
 			e.t.Fatalf("unit %d of a budget that was refunded: %+v", i, s)
 		}
 	}
-	// A refusal by the first budget does not touch the others at all.
+	// A refusal gives back what the others took: the victim keeps its unit.
 	victim := store.Budget{Key: "test:victim:" + store.NewID(), Limit: 1, Period: time.Hour}
 	if s := e.spend(spentOne, victim); s.OK || s.Refused != 0 {
 		e.t.Fatalf("spend with an exhausted first budget: %+v", s)
