@@ -3,6 +3,7 @@ package hal_test
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -78,7 +79,7 @@ func TestParallelGuessesAcrossNodes(t *testing.T) {
 			if got := num(a.lockout("fifty").Body, "attempts"); got != 50 {
 				t.Fatalf("attempts counted %v, want 50", got)
 			}
-			if r := a.get(id); num(r.Body, "device", "otp", "remainingAttempts") != 0 || slicesContains(links(t, r.Body), "device.activate") {
+			if r := a.get(id); num(r.Body, "device", "otp", "remainingAttempts") != 0 || slices.Contains(links(t, r.Body), "device.activate") {
 				t.Errorf("after the burst: %s; want no attempts left and no device.activate", r.Raw)
 			}
 		})
@@ -123,15 +124,6 @@ func attemptsCounted(n *node) float64 {
 	return counters[`enrollflow_store_operations_total{operation="attempt",outcome="ok"}`]
 }
 
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // TestLockoutAcrossExecutions: wrong passcodes spread over three
 // executions on two nodes lock the user; a fourth execution is refused its
 // verification, another user is not, and lifting the lockout through the
@@ -167,7 +159,7 @@ func TestLockoutAcrossExecutions(t *testing.T) {
 			t.Errorf("the refusal: Retry-After %q, body %s", r.Header.Get("Retry-After"), r.Raw)
 		}
 		// The execution whose wrong passcode set the lockout off shows it.
-		if g := a.get(lockedBy); str(g.Body, "lockedUntil") == "" || slicesContains(links(t, g.Body), "device.activate") {
+		if g := a.get(lockedBy); str(g.Body, "lockedUntil") == "" || slices.Contains(links(t, g.Body), "device.activate") {
 			t.Errorf("the locked user's state: %s", g.Raw)
 		}
 

@@ -118,18 +118,28 @@ func (f *Factor) Begin(ctx context.Context, b factor.Begin, address string) (fac
 // channel.
 func (f *Factor) issue(ctx context.Context, b factor.Begin, p factor.Pending) (factor.Pending, factor.Send, error) {
 	rules := b.Policy.OTPMethodFor(p.Type).OTP
-	code := mfa.NewOTP(rules.OTPLength)
-	msg, err := f.Messenger.ComposePairing(ctx, delivery.Pairing{
-		EnvID: b.EnvID, Method: delivery.Method(p.Type), Recipient: p.Address,
-		Locale: b.Message.Locale, Variant: b.Message.Variant, OTP: code,
-		Username: b.User.Username, Email: b.User.Email, MobilePhone: b.User.Phone, Variables: b.Message.Variables,
-	})
+	code, send, err := f.compose(ctx, b.EnvID, p.Type, p.Address, rules.OTPLength, b.User, b.Message)
 	if err != nil {
 		return factor.Pending{}, nil, err
 	}
 	old, _ := decode(p)
 	p = with(p, data{Issue: old.Issue + 1, Hash: f.Hasher.Hash(p.ID, code), ExpiresAt: b.Now.Add(rules.LifeTime.Std()), SentAt: b.Now})
-	return p, func(ctx context.Context) error { return f.Messenger.Send(ctx, msg) }, nil
+	return p, send, nil
+}
+
+// compose makes a fresh passcode of length and its message to recipient,
+// and returns the passcode and the send of the message.
+func (f *Factor) compose(ctx context.Context, envID string, t mfa.DeviceType, recipient string, length int, u factor.User, m factor.Message) (string, factor.Send, error) {
+	code := mfa.NewOTP(length)
+	msg, err := f.Messenger.ComposePairing(ctx, delivery.Pairing{
+		EnvID: envID, Method: delivery.Method(t), Recipient: recipient,
+		Locale: m.Locale, Variant: m.Variant, OTP: code,
+		Username: u.Username, Email: u.Email, MobilePhone: u.Phone, Variables: m.Variables,
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return code, func(ctx context.Context) error { return f.Messenger.Send(ctx, msg) }, nil
 }
 
 // CheckResend: no sooner than the failure cool-down after the attempts
@@ -283,12 +293,7 @@ func (f *Factor) Issue(ctx context.Context, dev *mfa.Device, b factor.Issue) (fa
 		address = dev.Phone
 	}
 	rules := b.Policy.OTPMethodFor(dev.Type).OTP
-	code := mfa.NewOTP(rules.OTPLength)
-	msg, err := f.Messenger.ComposePairing(ctx, delivery.Pairing{
-		EnvID: b.EnvID, Method: delivery.Method(dev.Type), Recipient: address,
-		Locale: b.Message.Locale, Variant: b.Message.Variant, OTP: code,
-		Username: b.User.Username, Email: b.User.Email, MobilePhone: b.User.Phone, Variables: b.Message.Variables,
-	})
+	code, send, err := f.compose(ctx, b.EnvID, dev.Type, address, rules.OTPLength, b.User, b.Message)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +302,7 @@ func (f *Factor) Issue(ctx context.Context, dev *mfa.Device, b factor.Issue) (fa
 		ExpiresAt: b.Now.Add(rules.LifeTime.Std()), SentAt: b.Now}
 	dev.Factor, _ = json.Marshal(part)
 	dev.UpdatedAt = b.Now
-	return func(ctx context.Context) error { return f.Messenger.Send(ctx, msg) }, nil
+	return send, nil
 }
 
 // DeviceAttempts: the policy's count per issued passcode, void after it.
