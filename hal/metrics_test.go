@@ -94,7 +94,7 @@ func TestMetricsOfAnEnrollment(t *testing.T) {
 			`enrollflow_store_operations_total{operation="get_document",outcome="not_found"}`:      1, // the demo flow is configured, not saved
 			`enrollflow_store_operations_total{operation="list_documents",outcome="ok"}`:           2, // templates and channels, cached after
 			`enrollflow_store_operations_total{operation="attempt",outcome="ok"}`:                  2, // both passcodes, counted before they are judged
-			`enrollflow_store_operations_total{operation="spend",outcome="ok"}`:                    2, // the one passcode sent: the user's budget, then the address's and the environment's
+			`enrollflow_store_operations_total{operation="spend",outcome="ok"}`:                    1, // the one passcode sent: its three budgets in one script
 		}
 		for s, v := range after {
 			if d := v - before[s]; d != want[s] {

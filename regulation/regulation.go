@@ -81,62 +81,46 @@ func Settlement(envID, userID string, subjects ...string) store.Write {
 
 // Spend takes one passcode to address (by method) from the user's, the
 // address's and the environment's budgets, or refuses with a 429 naming
-// the budget. The user's is decided first (Reserve), then the others
-// together (Complete): a caller whose own budget is spent never takes from
-// a victim's address, not even for a round trip.
+// the budget and takes nothing (store.Budgets: the user's budget is the
+// first, decided before the others are touched). Addresses are compared
+// without case: Victim@Example.com is victim@example.com's mailbox.
 func (g *Regulator) Spend(ctx context.Context, env *engine.Environment, userID string, method mfa.DeviceType, address string) error {
-	hold, err := g.Reserve(ctx, env, userID)
-	if err != nil {
-		return err
-	}
-	return hold.Complete(ctx, method, address)
+	_, err := g.Reserve(ctx, env, userID, method, address)
+	return err
 }
 
-// Hold is the user's unit of a send, taken by Reserve, until Complete
-// takes the address's and the environment's or Release gives it back.
+// Hold is one send's units, taken by Reserve, until Release gives them
+// back because the send will not happen after all.
 type Hold struct {
-	g      *Regulator
-	env    *engine.Environment
-	user   store.Budget
-	userID string
+	g       *Regulator
+	budgets []store.Budget
 }
 
-// Reserve takes the user's unit of one send (429 SEND_LIMIT_USER when it
-// is spent). It may run alongside other work of the request.
-func (g *Regulator) Reserve(ctx context.Context, env *engine.Environment, userID string) (*Hold, error) {
-	user := budget("u:"+env.ID+":"+userID, env.MFASettings.SendLimits.User)
-	spent, err := g.st.Spend(ctx, user)
+// Reserve takes one send's units (see Spend). It may run alongside other
+// work of the request; Release undoes it.
+func (g *Regulator) Reserve(ctx context.Context, env *engine.Environment, userID string, method mfa.DeviceType, address string) (*Hold, error) {
+	limits := env.MFASettings.SendLimits
+	budgets := []store.Budget{
+		budget("u:"+env.ID+":"+userID, limits.User),
+		budget("a:"+g.addressName(env.ID, strings.ToLower(address)), limits.Address),
+		budget("e:"+env.ID+":"+string(method), limits.For(method)),
+	}
+	spent, err := g.st.Spend(ctx, budgets...)
 	if err != nil {
 		return nil, engine.Unavailable(err)
 	}
 	if !spent.OK {
-		return nil, budgetRefusal(0, spent.RetryAfter, "")
+		return nil, budgetRefusal(spent.Refused, spent.RetryAfter, method)
 	}
-	return &Hold{g: g, env: env, user: user, userID: userID}, nil
+	return &Hold{g: g, budgets: budgets}, nil
 }
 
-// Release gives the user's unit back: the send will not happen.
+// Release gives the send's units back; a failed refund leaves a budget one
+// short for its period: the safe side.
 func (h *Hold) Release(ctx context.Context) {
-	_ = h.g.st.Refund(ctx, h.user) // a failed refund leaves the user one short: the safe side
-}
-
-// Complete takes the address's and the environment's units (addresses
-// compared without case: Victim@Example.com is victim@example.com's
-// mailbox); when one refuses, the user's unit is given back too.
-func (h *Hold) Complete(ctx context.Context, method mfa.DeviceType, address string) error {
-	limits := h.env.MFASettings.SendLimits
-	spent, err := h.g.st.Spend(ctx,
-		budget("a:"+h.g.addressName(h.env.ID, strings.ToLower(address)), limits.Address),
-		budget("e:"+h.env.ID+":"+string(method), limits.For(method)))
-	if err != nil {
-		h.Release(ctx)
-		return engine.Unavailable(err)
+	for _, b := range h.budgets {
+		_ = h.g.st.Refund(ctx, b)
 	}
-	if !spent.OK {
-		h.Release(ctx)
-		return budgetRefusal(spent.Refused+1, spent.RetryAfter, method)
-	}
-	return nil
 }
 
 func budgetRefusal(which int, retryAfter time.Duration, method mfa.DeviceType) error {

@@ -228,11 +228,12 @@ type SubjectRecord struct {
 // them available at once), held in the store so that they hold across
 // nodes.
 type Budgets interface {
-	// Spend takes one unit from every budget, or from none: when one
-	// refuses, what was taken from the others is given back. The budgets
-	// are spent at once; a caller that must not touch some budget before
-	// another has allowed (a victim's address before the caller's own
-	// budget) spends them in two calls.
+	// Spend takes one unit from every budget, or from none. A refused
+	// spend takes nothing; where a backend cannot decide all the budgets
+	// at once (a Redis Cluster: a slot each), it decides the first alone
+	// before it touches any other, and gives back what the others took:
+	// put the budget the caller controls (the user's) first, so that a
+	// caller whose own budget is spent never takes from anyone else's.
 	Spend(ctx context.Context, budgets ...Budget) (Spent, error)
 	// Refund gives one unit back to a budget (a spend whose send did not
 	// happen after all).

@@ -91,8 +91,8 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if err := r.createGuard(ctx, t, address); err != nil {
 		return nil, err
 	}
-	// The device count and the user's send budget are two round trips
-	// that do not depend on each other: run them at once.
+	// The device count and the send budgets are two round trips that do
+	// not depend on each other: run them at once.
 	var n int
 	var countErr error
 	counted := make(chan struct{})
@@ -103,7 +103,7 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	var hold *regulation.Hold
 	var holdErr error
 	if address != "" {
-		hold, holdErr = s.deps.Regulator.Reserve(ctx, r.sc.Env, r.in.UserID)
+		hold, holdErr = s.deps.Regulator.Reserve(ctx, r.sc.Env, r.in.UserID, t, address)
 	}
 	<-counted
 	max := r.sc.Env.MFASettings.Pairing.MaxAllowedDevices
@@ -119,10 +119,6 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 			fmt.Sprintf("the user already has the maximum of %d devices; delete one first", max))
 	case holdErr != nil:
 		return nil, holdErr
-	case hold != nil:
-		if err := hold.Complete(ctx, t, address); err != nil {
-			return nil, err
-		}
 	}
 	pending, send, err := e.Begin(ctx, b, address)
 	if err != nil {

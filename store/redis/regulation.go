@@ -155,15 +155,34 @@ func (s *Store) Settle(ctx context.Context, envID, userID string, st store.Settl
 	return unavailable(s.client.HDel(ctx, s.regulationKey(envID, userID), strs...).Err())
 }
 
-// Spend uses redis_rate's GCRA, one script per budget, run at once (each
-// budget is a key of its own, in a slot of its own): one round trip of
-// latency. When one refuses, what the others took is given back.
+// Spend takes from every budget or from none. On one Redis it is one
+// script over all the keys: each budget is checked with redis_rate's GCRA
+// (the same state, under redis_rate's own key, on the server's clock) and
+// only if all allow are they all written, so a refused spend takes
+// nothing, from anyone. A cluster keeps each budget in a slot of its own,
+// where no script can span them: there the first budget is decided alone
+// by redis_rate, then the others together, and what they took is given
+// back when one refuses.
 func (s *Store) Spend(ctx context.Context, budgets ...store.Budget) (store.Spent, error) {
+	if len(budgets) == 0 {
+		return store.Spent{OK: true}, nil
+	}
+	if _, cluster := s.client.(*goredis.ClusterClient); !cluster {
+		return s.spendAtOnce(ctx, budgets)
+	}
 	limiter := redis_rate.NewLimiter(s.client)
-	results := make([]*redis_rate.Result, len(budgets))
-	errs := make([]error, len(budgets))
+	first, err := limiter.Allow(ctx, s.budgetKey(budgets[0].Key), rateLimit(budgets[0]))
+	if err != nil {
+		return store.Spent{}, unavailable(err)
+	}
+	if first.Allowed == 0 {
+		return store.Spent{Refused: 0, RetryAfter: first.RetryAfter}, nil
+	}
+	rest := budgets[1:]
+	results := make([]*redis_rate.Result, len(rest))
+	errs := make([]error, len(rest))
 	var wg sync.WaitGroup
-	for i, b := range budgets {
+	for i, b := range rest {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -177,15 +196,16 @@ func (s *Store) Spend(ctx context.Context, budgets ...store.Budget) (store.Spent
 		case errs[i] != nil && refused < 0:
 			refused = i
 		case errs[i] == nil && r.Allowed == 0 && refused < 0:
-			refused, spent = i, store.Spent{Refused: i, RetryAfter: r.RetryAfter}
+			refused, spent = i, store.Spent{Refused: i + 1, RetryAfter: r.RetryAfter}
 		}
 	}
 	if refused < 0 {
 		return spent, nil
 	}
+	_ = s.Refund(ctx, budgets[0])
 	for i, r := range results {
 		if errs[i] == nil && r.Allowed > 0 {
-			_ = s.Refund(ctx, budgets[i])
+			_ = s.Refund(ctx, rest[i])
 		}
 	}
 	for _, err := range errs {
@@ -194,6 +214,55 @@ func (s *Store) Spend(ctx context.Context, budgets ...store.Budget) (store.Spent
 		}
 	}
 	return spent, nil
+}
+
+// spendScript: KEYS the budgets' redis_rate keys; ARGV per budget: burst,
+// rate, period in seconds. redis_rate's GCRA, all checked before any is
+// written. Returns {0} when spent, or {i, retry after seconds} for the
+// first budget (1-based) that refused.
+var spendScript = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = (t[1] - 1483228800) + (t[2] / 1000000)
+local tats = {}
+for i = 1, #KEYS do
+	local burst, rate, period = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+	local emission = period / rate
+	local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or now), now)
+	local new_tat = tat + emission
+	local allow_at = new_tat - emission * burst
+	if now < allow_at then return {i, tostring(allow_at - now)} end
+	tats[i] = new_tat
+end
+for i = 1, #KEYS do
+	redis.call('SET', KEYS[i], tats[i], 'EX', math.ceil(tats[i] - now))
+end
+return {0, '0'}
+`)
+
+func (s *Store) spendAtOnce(ctx context.Context, budgets []store.Budget) (store.Spent, error) {
+	keys := make([]string, len(budgets))
+	args := make([]any, 0, 3*len(budgets))
+	for i, b := range budgets {
+		keys[i] = "rate:" + s.budgetKey(b.Key)
+		args = append(args, b.Limit, b.Limit, b.Period.Seconds())
+	}
+	res, err := spendScript.Run(ctx, s.client, keys, args...).Slice()
+	if err != nil {
+		return store.Spent{}, unavailable(err)
+	}
+	if len(res) != 2 {
+		return store.Spent{}, fmt.Errorf("store/redis: unexpected spend reply %v", res)
+	}
+	which, _ := res[0].(int64)
+	if which == 0 {
+		return store.Spent{OK: true}, nil
+	}
+	secs, _ := res[1].(string)
+	wait, err := strconv.ParseFloat(secs, 64)
+	if err != nil {
+		return store.Spent{}, fmt.Errorf("store/redis: unexpected spend wait %v", res[1])
+	}
+	return store.Spent{Refused: int(which) - 1, RetryAfter: time.Duration(wait * float64(time.Second))}, nil
 }
 
 // refundScript gives one unit back to a redis_rate GCRA key: its value is
