@@ -256,3 +256,12 @@ func ClientCertificate(r *http.Request) *x509.Certificate {
 	}
 	return r.TLS.VerifiedChains[0][0]
 }
+
+// requestID is the request's id, as its access line and X-Request-Id carry
+// it, for log lines that must be found next to that access line.
+func requestID(r *http.Request) string {
+	if a, ok := r.Context().Value(accessKey{}).(*accessInfo); ok {
+		return a.requestID
+	}
+	return ""
+}

@@ -20,15 +20,19 @@ const DeviceSchema = 2
 // one typed part owned by its factor (Factor, JSON the factor reads).
 // Secrets are stored sealed, never in the clear.
 type Device struct {
-	Schema    int        `json:"schema"`
-	ID        string     `json:"id"`
-	Type      DeviceType `json:"type"`
-	Status    string     `json:"status"`
-	Nickname  string     `json:"nickname,omitempty"`
-	Email     string     `json:"email,omitempty"` // where an EMAIL device's passcodes go
-	Phone     string     `json:"phone,omitempty"` // SMS and VOICE, E.164
-	CreatedAt time.Time  `json:"createdAt"`
-	UpdatedAt time.Time  `json:"updatedAt"`
+	Schema   int        `json:"schema"`
+	ID       string     `json:"id"`
+	Type     DeviceType `json:"type"`
+	Status   string     `json:"status"`
+	Nickname string     `json:"nickname,omitempty"`
+	// Policy is the device authentication policy it was enrolled under:
+	// its verifications follow it ("" for records from before: the
+	// environment's default).
+	Policy    string    `json:"policy,omitempty"`
+	Email     string    `json:"email,omitempty"` // where an EMAIL device's passcodes go
+	Phone     string    `json:"phone,omitempty"` // SMS and VOICE, E.164
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 	// Factor is the factor's own part (factor/totp: the sealed secret and
 	// the last accepted time step).
 	Factor json.RawMessage `json:"factor,omitempty"`

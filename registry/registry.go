@@ -168,7 +168,7 @@ func (r *Registry) Verify(ctx context.Context, env *engine.Environment, userID, 
 	if err != nil {
 		return Verified{}, err
 	}
-	policy := env.DefaultPolicy()
+	policy := devicePolicy(env, &cur.Device)
 	var limit factor.AttemptLimit
 	if l, ok := v.(factor.AttemptLimiter); ok {
 		limit = l.DeviceAttempts(&cur.Device, policy)
@@ -242,11 +242,21 @@ func (r *Registry) Issue(ctx context.Context, env *engine.Environment, user fact
 	}
 	var send factor.Send
 	if _, err := r.Update(ctx, env.ID, user.ID, deviceID, func(d *mfa.Device) error {
-		s, err := issuer.Issue(ctx, d, factor.Issue{EnvID: env.ID, Policy: env.DefaultPolicy(), User: user, Message: msg, Now: r.now()})
+		s, err := issuer.Issue(ctx, d, factor.Issue{EnvID: env.ID, Policy: devicePolicy(env, d), User: user, Message: msg, Now: r.now()})
 		send = s
 		return err
 	}); err != nil {
 		return err
 	}
 	return send(ctx)
+}
+
+// devicePolicy is the policy a device was enrolled under, or the
+// environment's default for a record that names none or a policy since
+// removed from the configuration.
+func devicePolicy(env *engine.Environment, d *mfa.Device) *mfa.Policy {
+	if p, ok := env.Policy(d.Policy); ok && d.Policy != "" {
+		return p
+	}
+	return env.DefaultPolicy()
 }

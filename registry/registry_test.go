@@ -241,3 +241,46 @@ func TestIssueAndVerifyAPasscode(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyFollowsTheDevicesPolicy: a device enrolled under a stricter
+// policy is verified under it, not under the environment's default.
+func TestVerifyFollowsTheDevicesPolicy(t *testing.T) {
+	st := memory.New(nil)
+	strict := mfa.Policy{ID: "strict"}
+	strict.SMS.Enabled = true
+	strict.SMS.OTP.Failure.Count = 1
+	var settings mfa.Settings
+	settings.Lockout.FailureCount = 100
+	env, err := engine.NewEnvironment("env1", "0123456789abcdef0123", []mfa.Policy{mfa.DefaultPolicy("default"), strict}, settings, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := &outbox{last: map[string]string{}}
+	r := registry.New(st, regulation.New(st, addressKey), nil, &otp.Factor{Messenger: box, Hasher: mfa.NewOTPHasher(addressKey)})
+	ctx := context.Background()
+	id := store.NewID()
+	d := mfa.Device{ID: id, Type: mfa.SMS, Status: mfa.StatusActive, Policy: "strict", Phone: "+12015550123", CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	data, _ := d.Marshal()
+	x := store.Execution{EnvID: "env1", ID: store.NewExecutionID("env1", "dave"), Version: 1, ExpiresAt: time.Now().Add(time.Hour), Data: []byte("{}")}
+	if err := st.CreateExecution(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	x.Version = 2
+	if err := st.Commit(ctx, x, store.Write{Op: store.CreateDevice, Device: store.Device{EnvID: "env1", UserID: "dave", ID: id, Version: 1, Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Issue(ctx, env, factor.User{ID: "dave"}, id, factor.Message{}); err != nil {
+		t.Fatal(err)
+	}
+	box.mu.Lock()
+	code := box.last["+12015550123"]
+	box.mu.Unlock()
+	if v, _ := r.Verify(ctx, env, "dave", id, "000000"); v.OK {
+		t.Fatal("a wrong passcode verified")
+	}
+	// The strict policy allows one attempt per passcode: the right one now
+	// finds it void (the default policy would have allowed three).
+	if v, err := r.Verify(ctx, env, "dave", id, code); err != nil || v.OK {
+		t.Fatalf("the right passcode after the strict policy's one attempt: %+v, %v", v, err)
+	}
+}

@@ -284,6 +284,7 @@ func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) 
 	if !v.OK {
 		return s.refused(r, e, v, attempt), nil
 	}
+	v.Device.Policy = r.policy.ID
 	data, err := v.Device.Marshal()
 	if err != nil {
 		return nil, engine.AsError(err)
