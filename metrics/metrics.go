@@ -72,50 +72,17 @@ var (
 // runtime and process collectors beside them.
 func New(b Build) *Metrics {
 	m := &Metrics{
-		registry: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "enrollflow_http_requests_total",
-			Help: "HTTP requests by route pattern, method and status.",
-		}, []string{"route", "method", "status"}),
-		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "enrollflow_http_request_duration_seconds",
-			Help:    "Time to answer an HTTP request, by route pattern and method.",
-			Buckets: requestBuckets,
-		}, []string{"route", "method"}),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "enrollflow_rate_limited_requests_total",
-			Help: "Requests refused by the per-client rate limit, by route pattern.",
-		}, []string{"route"}),
-		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "enrollflow_flow_starts_total",
-			Help: "Flow execution starts by outcome (ok, or the error's code).",
-		}, []string{"outcome"}),
-		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "enrollflow_flow_actions_total",
-			Help: "Flow actions by action and outcome (ok, or the error's code; a refused passcode by its detail code).",
-		}, []string{"action", "outcome"}),
-		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "enrollflow_enrollments_total",
-			Help: "Enrollment steps that ended, by device type (none when skipped) and result.",
-		}, []string{"type", "result"}),
-		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "enrollflow_passcode_deliveries_total",
-			Help: "Passcode deliveries by method, channel type and outcome (sent, refused, failed).",
-		}, []string{"method", "channel", "outcome"}),
-		deliveryTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "enrollflow_passcode_delivery_duration_seconds",
-			Help:    "Time to hand a passcode to its provider, retries included, by method and channel type.",
-			Buckets: deliveryBuckets,
-		}, []string{"method", "channel"}),
-		storeOps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "enrollflow_store_operations_total",
-			Help: "Store operations by operation and outcome.",
-		}, []string{"operation", "outcome"}),
-		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "enrollflow_store_operation_duration_seconds",
-			Help:    "Time of one store operation, by operation.",
-			Buckets: storeBuckets,
-		}, []string{"operation"}),
+		registry:        prometheus.NewRegistry(),
+		requests:        counter("enrollflow_http_requests_total", "HTTP requests by route pattern, method and status.", "route", "method", "status"),
+		requestDuration: histogram("enrollflow_http_request_duration_seconds", "Time to answer an HTTP request, by route pattern and method.", requestBuckets, "route", "method"),
+		rateLimited:     counter("enrollflow_rate_limited_requests_total", "Requests refused by the per-client rate limit, by route pattern.", "route"),
+		starts:          counter("enrollflow_flow_starts_total", "Flow execution starts by outcome (ok, or the error's code).", "outcome"),
+		actions:         counter("enrollflow_flow_actions_total", "Flow actions by action and outcome (ok, or the error's code; a refused passcode by its detail code).", "action", "outcome"),
+		enrollments:     counter("enrollflow_enrollments_total", "Enrollment steps that ended, by device type (none when skipped) and result.", "type", "result"),
+		deliveries:      counter("enrollflow_passcode_deliveries_total", "Passcode deliveries by method, channel type and outcome (sent, refused, failed).", "method", "channel", "outcome"),
+		deliveryTime:    histogram("enrollflow_passcode_delivery_duration_seconds", "Time to hand a passcode to its provider, retries included, by method and channel type.", deliveryBuckets, "method", "channel"),
+		storeOps:        counter("enrollflow_store_operations_total", "Store operations by operation and outcome.", "operation", "outcome"),
+		storeDuration:   histogram("enrollflow_store_operation_duration_seconds", "Time of one store operation, by operation.", storeBuckets, "operation"),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "enrollflow_build_info",
@@ -126,6 +93,14 @@ func New(b Build) *Metrics {
 		m.enrollments, m.deliveries, m.deliveryTime, m.storeOps, m.storeDuration, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func histogram(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
 }
 
 // Handler serves the registry in the Prometheus exposition format.

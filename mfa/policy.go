@@ -37,9 +37,6 @@ func ParseDeviceType(s string) (DeviceType, bool) {
 	return "", false
 }
 
-// SendsOTP reports whether a passcode is delivered to the device's address.
-func (t DeviceType) SendsOTP() bool { return t == Email || t == SMS || t == Voice }
-
 // Duration is the {duration, timeUnit} shape policies use.
 type Duration struct {
 	Duration int    `json:"duration" yaml:"duration"`

@@ -65,12 +65,6 @@ func TestParseDeviceType(t *testing.T) {
 			t.Errorf("ParseDeviceType(%q) = %q", s, got)
 		}
 	}
-	sends := map[mfa.DeviceType]bool{mfa.Email: true, mfa.SMS: true, mfa.Voice: true}
-	for _, dt := range mfa.AllDeviceTypes {
-		if dt.SendsOTP() != sends[dt] {
-			t.Errorf("%s.SendsOTP() = %v", dt, dt.SendsOTP())
-		}
-	}
 }
 
 func TestDurationStd(t *testing.T) {

@@ -110,10 +110,22 @@ func (r *Registry) Delete(ctx context.Context, envID, userID, deviceID string) e
 // that won, so it must only depend on the device it is given. An error
 // from fn is returned as it is, and nothing is saved.
 func (r *Registry) Update(ctx context.Context, envID, userID, deviceID string, fn func(*mfa.Device) error) (Entry, error) {
-	for range maxUpdateTries {
-		cur, err := r.Get(ctx, envID, userID, deviceID)
-		if err != nil {
-			return Entry{}, err
+	cur, err := r.Get(ctx, envID, userID, deviceID)
+	if err != nil {
+		return Entry{}, err
+	}
+	return r.updateFrom(ctx, envID, userID, cur, fn)
+}
+
+// updateFrom is Update from a record the caller has just read: the first
+// try needs no read of its own.
+func (r *Registry) updateFrom(ctx context.Context, envID, userID string, cur Entry, fn func(*mfa.Device) error) (Entry, error) {
+	for try := range maxUpdateTries {
+		if try > 0 {
+			var err error
+			if cur, err = r.Get(ctx, envID, userID, cur.ID); err != nil {
+				return Entry{}, err
+			}
 		}
 		next := cur.Device
 		if err := fn(&next); err != nil {
@@ -123,7 +135,7 @@ func (r *Registry) Update(ctx context.Context, envID, userID, deviceID string, f
 		if err != nil {
 			return Entry{}, engine.AsError(err)
 		}
-		err = r.st.UpdateDevice(ctx, store.Device{EnvID: envID, UserID: userID, ID: deviceID, Version: cur.Version + 1, Data: data})
+		err = r.st.UpdateDevice(ctx, store.Device{EnvID: envID, UserID: userID, ID: cur.ID, Version: cur.Version + 1, Data: data})
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
@@ -182,7 +194,7 @@ func (r *Registry) Verify(ctx context.Context, env *engine.Environment, userID, 
 		return Verified{}, nil // the device's attempts are spent: refused unjudged
 	}
 	var verdict factor.Checked
-	_, err = r.Update(ctx, env.ID, userID, deviceID, func(d *mfa.Device) error {
+	_, err = r.updateFrom(ctx, env.ID, userID, cur, func(d *mfa.Device) error {
 		if l, ok := v.(factor.AttemptLimiter); ok && l.DeviceAttempts(d, policy).Subject != limit.Subject {
 			// A new passcode was issued since the attempt was counted: the
 			// guess was counted against the old one and is not judged
@@ -241,7 +253,7 @@ func (r *Registry) Issue(ctx context.Context, env *engine.Environment, user fact
 		return err
 	}
 	var send factor.Send
-	if _, err := r.Update(ctx, env.ID, user.ID, deviceID, func(d *mfa.Device) error {
+	if _, err := r.updateFrom(ctx, env.ID, user.ID, cur, func(d *mfa.Device) error {
 		s, err := issuer.Issue(ctx, d, factor.Issue{EnvID: env.ID, Policy: devicePolicy(env, d), User: user, Message: msg, Now: r.now()})
 		send = s
 		return err

@@ -100,9 +100,6 @@ var (
 	localePattern = regexp.MustCompile(`^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$`)
 )
 
-// ValidEmail is mfa.ValidEmail.
-func ValidEmail(s string) bool { return mfa.ValidEmail(s) }
-
 // input is the step's view of its resolved inputs.
 type input struct {
 	UserID, Username, Email, Phone, Compatibility, Locale string
@@ -232,7 +229,7 @@ func validateInput(m map[string]any) []engine.ErrorDetail {
 	default:
 		bad("user.id", engine.DetailInvalidValue, "must be a string")
 	}
-	if s, ok := optionalString("user.email", "user", "email"); ok && !ValidEmail(s) {
+	if s, ok := optionalString("user.email", "user", "email"); ok && !mfa.ValidEmail(s) {
 		bad("user.email", engine.DetailInvalidValue, "must be a valid e-mail address such as jane@example.com")
 	}
 	if s, ok := optionalString("user.mobilePhone", "user", "mobilePhone"); ok {

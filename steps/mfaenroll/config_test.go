@@ -32,7 +32,7 @@ func TestValidEmail(t *testing.T) {
 		strings.Repeat("a", 64) + "@" + strings.Repeat("b", 186) + ".com": false, // 255
 	}
 	for in, want := range tests {
-		if got := ValidEmail(in); got != want {
+		if got := mfa.ValidEmail(in); got != want {
 			t.Errorf("ValidEmail(%q) = %v, want %v", in, got, want)
 		}
 	}

@@ -77,10 +77,7 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if p.RP != nil {
 		return nil, invalid("rp", engine.DetailInvalidValue, "is only for PLATFORM and SECURITY_KEY devices")
 	}
-	e, err := s.enroller(t)
-	if err != nil {
-		return nil, err
-	}
+	e, _ := s.deps.Factors.Enroller(t) // Supports said there is one
 	normalized := *p
 	normalized.Type = string(t)
 	b := r.begin(&normalized, store.NewID())

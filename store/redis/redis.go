@@ -415,9 +415,6 @@ func (s *Store) UpdateExecution(ctx context.Context, exec store.Execution) error
 	return scriptStatus(updateScript.Run(ctx, s.client, []string{key}, s.execArgs(exec)...).Result())
 }
 
-// ErrCrossPartition is store.ErrCrossPartition, kept under its old name.
-var ErrCrossPartition = store.ErrCrossPartition
-
 func (s *Store) Commit(ctx context.Context, exec store.Execution, writes ...store.Write) error {
 	if err := store.CheckWrites(exec, writes); err != nil {
 		return err
