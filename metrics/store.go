@@ -29,7 +29,8 @@ var (
 	storeOperations = []string{"create_execution", "get_execution", "update_execution", "commit",
 		"list_devices", "get_device", "update_device", "delete_device", "count_devices",
 		"list_documents", "get_document", "put_document", "delete_document", "ping",
-		"attempt", "read_regulation", "settle", "spend", "refund"}
+		"attempt", "read_regulation", "settle", "spend", "refund",
+		"pairing_key_valid", "put_index", "get_index"}
 	storeOutcomes = []string{"ok", "not_found", "conflict", "exists", "device_limit", "unavailable", "canceled", "error"}
 )
 
@@ -166,6 +167,27 @@ func (s *instrumentedStore) Spend(ctx context.Context, budgets ...store.Budget) 
 func (s *instrumentedStore) Refund(ctx context.Context, b store.Budget) (err error) {
 	defer func(start time.Time) { s.observe("refund", start, err) }(time.Now())
 	return s.next.Refund(ctx, b)
+}
+
+func (s *instrumentedStore) PairingKeyValid(ctx context.Context, envID, userID, hash string) (ok bool, err error) {
+	defer func(start time.Time) { s.observe("pairing_key_valid", start, err) }(time.Now())
+	return s.next.PairingKeyValid(ctx, envID, userID, hash)
+}
+
+func (s *instrumentedStore) PutIndex(ctx context.Context, envID string, name store.IndexName, key, value string, expiresAt time.Time) (err error) {
+	defer func(start time.Time) { s.observe("put_index", start, err) }(time.Now())
+	return s.next.PutIndex(ctx, envID, name, key, value, expiresAt)
+}
+
+func (s *instrumentedStore) GetIndex(ctx context.Context, envID string, name store.IndexName, key string) (v string, err error) {
+	defer func(start time.Time) { s.observe("get_index", start, err) }(time.Now())
+	return s.next.GetIndex(ctx, envID, name, key)
+}
+
+// WatchExecution is not a round trip (the node's one subscription serves
+// every waiter); the long polls are counted by the API.
+func (s *instrumentedStore) WatchExecution(envID, id string) (<-chan struct{}, func()) {
+	return s.next.WatchExecution(envID, id)
 }
 
 func (s *instrumentedStore) Close() error { return s.next.Close() }

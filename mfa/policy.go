@@ -119,13 +119,14 @@ type TOTPMethod struct {
 
 // Policy is a device authentication policy.
 type Policy struct {
-	ID      string     `json:"id" yaml:"id"`
-	Name    string     `json:"name" yaml:"name"`
-	Default bool       `json:"default" yaml:"default"`
-	SMS     OTPMethod  `json:"sms" yaml:"sms"`
-	Voice   OTPMethod  `json:"voice" yaml:"voice"`
-	Email   OTPMethod  `json:"email" yaml:"email"`
-	TOTP    TOTPMethod `json:"totp" yaml:"totp"`
+	ID      string       `json:"id" yaml:"id"`
+	Name    string       `json:"name" yaml:"name"`
+	Default bool         `json:"default" yaml:"default"`
+	SMS     OTPMethod    `json:"sms" yaml:"sms"`
+	Voice   OTPMethod    `json:"voice" yaml:"voice"`
+	Email   OTPMethod    `json:"email" yaml:"email"`
+	TOTP    TOTPMethod   `json:"totp" yaml:"totp"`
+	Mobile  MobileMethod `json:"mobile" yaml:"mobile"`
 }
 
 // OTPMethodFor returns the policy section of an OTP-sending type.
@@ -147,8 +148,11 @@ func (p *Policy) Pairable(t DeviceType) bool {
 	if m := p.OTPMethodFor(t); m != nil {
 		return m.Enabled && !m.PairingDisabled
 	}
-	if t == TOTP {
+	switch t {
+	case TOTP:
 		return p.TOTP.Enabled && !p.TOTP.PairingDisabled
+	case Mobile:
+		return p.Mobile.Enabled && !p.Mobile.PairingDisabled && len(p.Mobile.Applications) > 0
 	}
 	return false
 }
@@ -208,6 +212,7 @@ func (p *Policy) ApplyDefaults() {
 	if p.TOTP.URIParameters.Issuer == "" {
 		p.TOTP.URIParameters.Issuer = "enrollflow"
 	}
+	p.Mobile.applyDefaults()
 }
 
 // Validate checks the ranges of every rule; the error names the field.
@@ -252,7 +257,7 @@ func (p *Policy) Validate() error {
 	if g := p.TOTP.PasscodeGracePeriod; g < 1 || g > 10 {
 		return fmt.Errorf("totp.passcodeGracePeriod: must be between 1 and 10")
 	}
-	return nil
+	return p.Mobile.validate()
 }
 
 // Settings are an environment's MFA settings.
@@ -267,6 +272,12 @@ type Settings struct {
 	} `json:"lockout" yaml:"lockout"`
 	// SendLimits bound the passcodes sent, whatever the front door.
 	SendLimits SendLimits `json:"sendLimits" yaml:"sendLimits"`
+	// PairingKeyGuesses bound the unknown pairing keys presented, per
+	// client address and per environment (the mobile side's guessing).
+	PairingKeyGuesses struct {
+		Client      Rate `json:"client" yaml:"client"`
+		Environment Rate `json:"environment" yaml:"environment"`
+	} `json:"pairingKeyGuesses" yaml:"pairingKeyGuesses"`
 	// PhoneNumbers restricts the numbers SMS and VOICE devices may have.
 	PhoneNumbers struct {
 		AllowedCountries []string `json:"allowedCountries,omitempty" yaml:"allowedCountries"`
@@ -335,6 +346,8 @@ func (s *Settings) ApplyDefaults() {
 	s.SendLimits.SMS.applyDefault(300, minutes(1))
 	s.SendLimits.Voice.applyDefault(300, minutes(1))
 	s.SendLimits.Email.applyDefault(1000, minutes(1))
+	s.PairingKeyGuesses.Client.applyDefault(10, minutes(1))
+	s.PairingKeyGuesses.Environment.applyDefault(600, minutes(1))
 }
 
 // Validate checks the ranges; the error names the field.
@@ -342,7 +355,7 @@ func (s *Settings) Validate() error {
 	if m := s.Pairing.MaxAllowedDevices; m < 1 || m > 15 {
 		return fmt.Errorf("pairing.maxAllowedDevices: must be between 1 and 15")
 	}
-	if f := s.Pairing.PairingKeyFormat; f != "NUMERIC" && f != "ALPHANUMERIC" {
+	if f := s.Pairing.PairingKeyFormat; f != PairingKeyNumeric && f != PairingKeyAlphanumeric {
 		return fmt.Errorf("pairing.pairingKeyFormat: must be NUMERIC or ALPHANUMERIC")
 	}
 	if c := s.Lockout.FailureCount; c < 1 || c > 100 {
@@ -359,6 +372,12 @@ func (s *Settings) Validate() error {
 		if err := r.rate.validate("sendLimits." + r.field); err != nil {
 			return err
 		}
+	}
+	if err := s.PairingKeyGuesses.Client.validate("pairingKeyGuesses.client"); err != nil {
+		return err
+	}
+	if err := s.PairingKeyGuesses.Environment.validate("pairingKeyGuesses.environment"); err != nil {
+		return err
 	}
 	for i, c := range s.PhoneNumbers.AllowedCountries {
 		if !ValidRegion(c) {

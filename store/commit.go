@@ -17,7 +17,7 @@ func CheckWrites(exec Execution, writes []Write) error {
 		if d.EnvID != exec.EnvID || Partition(d.EnvID, d.UserID) != p {
 			return fmt.Errorf("%w: write %d is for user %q of environment %q, not the execution's", ErrCrossPartition, i, d.UserID, d.EnvID)
 		}
-		if d.ID == "" && w.Op != Settle {
+		if d.ID == "" && w.Op != Settle && w.PairingKey == nil {
 			return fmt.Errorf("store: write %d: no device id", i)
 		}
 		switch w.Op {
@@ -34,6 +34,10 @@ func CheckWrites(exec Execution, writes []Write) error {
 				return fmt.Errorf("store: write %d: an updated device has version 2 or more, not %d", i, d.Version)
 			}
 		case DeleteDevice:
+		case AddPairingKey, ClaimPairingKey, DropPairingKey:
+			if w.PairingKey == nil || w.PairingKey.Hash == "" {
+				return fmt.Errorf("store: write %d: a pairing-key write without a key", i)
+			}
 		default:
 			return fmt.Errorf("store: write %d: unknown op %d", i, w.Op)
 		}

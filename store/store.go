@@ -71,6 +71,8 @@ const (
 	KindFlow     Kind = "flows"
 	KindTemplate Kind = "templates"
 	KindChannel  Kind = "channels"
+	// KindApplication: mobile applications saved through the API.
+	KindApplication Kind = "applications"
 )
 
 // Executions keeps flow executions with versioned compare-and-set.
@@ -108,6 +110,16 @@ const (
 	// Write.Settle (and the user's own count and lockout when it says so):
 	// a right code settles what was counted before it was judged.
 	Settle
+	// AddPairingKey adds Write.PairingKey to the valid pairing keys of
+	// Device's user, forgetting expired ones and voiding the oldest beyond
+	// PairingKey.Max.
+	AddPairingKey
+	// ClaimPairingKey takes Write.PairingKey out of the user's valid keys:
+	// ErrConflict when it is not among them (voided, expired or claimed
+	// since it was read).
+	ClaimPairingKey
+	// DropPairingKey voids Write.PairingKey if it is still valid.
+	DropPairingKey
 )
 
 // Write is one registry write of a Commit.
@@ -116,6 +128,15 @@ type Write struct {
 	Device     Device      // Delete reads EnvID, UserID and ID only; Settle EnvID and UserID
 	MaxDevices int         // CreateDevice only
 	Settle     *Settlement // Settle only
+	PairingKey *PairingKey // the pairing-key ops only
+}
+
+// PairingKey is a mobile pairing key as the user's set of valid keys holds
+// it: a keyed hash (the store never holds a key that can be read back).
+type PairingKey struct {
+	Hash      string
+	ExpiresAt time.Time
+	Max       int // AddPairingKey: the valid keys a user may hold
 }
 
 // Settlement says what a Settle clears.
@@ -255,6 +276,41 @@ type Spent struct {
 	RetryAfter time.Duration // when that budget has a unit again
 }
 
+// PairingKeys reads the user's valid pairing keys (Commit writes them).
+type PairingKeys interface {
+	// PairingKeyValid reports whether hash is among the user's valid,
+	// unexpired pairing keys.
+	PairingKeyValid(ctx context.Context, envID, userID, hash string) (bool, error)
+}
+
+// Indexes map a value that cannot carry a user's partition (a pairing key,
+// a WebAuthn credential id) to the record it finds. They live outside the
+// user's slot, so they are hints: a lookup must check that what it finds
+// still holds the value.
+type Indexes interface {
+	// PutIndex maps key to value in the index name until expiresAt.
+	PutIndex(ctx context.Context, envID string, name IndexName, key, value string, expiresAt time.Time) error
+	// GetIndex returns the value, or ErrNotFound.
+	GetIndex(ctx context.Context, envID string, name IndexName, key string) (string, error)
+}
+
+// IndexName names an index; the set is closed (backends use it in keys).
+type IndexName string
+
+// IndexPairingKey maps a pairing key's hash to the execution that holds it.
+const IndexPairingKey IndexName = "pk"
+
+// Changes tells waiters, on every node, that an execution was written.
+type Changes interface {
+	// WatchExecution returns a channel that receives once the execution is
+	// written after the call (by UpdateExecution or Commit, on any node),
+	// and a cancel that must be called when the caller stops waiting. A
+	// backend that lost its notifications for a while (a reconnect) wakes
+	// every waiter, which then reads again: a wake-up may be spurious,
+	// but none is lost.
+	WatchExecution(envID, id string) (changed <-chan struct{}, cancel func())
+}
+
 // Store is everything a node keeps outside itself.
 type Store interface {
 	Executions
@@ -262,6 +318,9 @@ type Store interface {
 	Documents
 	Regulation
 	Budgets
+	PairingKeys
+	Indexes
+	Changes
 	// Ping reports whether the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	Close() error

@@ -24,7 +24,16 @@ type Store struct {
 	docs        map[docKey]map[string]store.Document // id -> document
 	regulations map[string]*regulation               // env + "/" + user
 	budgets     map[string]*budget                   // budget key
+	pairingKeys map[string]map[string]time.Time      // env + "/" + user -> hash -> expiresAt
+	indexes     map[string]indexEntry                // env + "/" + name + "/" + key
 	sweepAt     time.Time
+
+	hub *store.Hub // waiters of executions, woken by this store's writes
+}
+
+type indexEntry struct {
+	value     string
+	expiresAt time.Time
 }
 
 // New returns an empty store. now is the clock used for expiry (nil: time.Now).
@@ -39,6 +48,9 @@ func New(now func() time.Time) *Store {
 		docs:        map[docKey]map[string]store.Document{},
 		regulations: map[string]*regulation{},
 		budgets:     map[string]*budget{},
+		pairingKeys: map[string]map[string]time.Time{},
+		indexes:     map[string]indexEntry{},
+		hub:         store.NewHub(),
 	}
 }
 
@@ -78,6 +90,7 @@ func (s *Store) UpdateExecution(_ context.Context, exec store.Execution) error {
 	}
 	exec.Data = clone(exec.Data)
 	s.executions[execKey(exec.EnvID, exec.ID)] = exec
+	s.hub.Notify(execKey(exec.EnvID, exec.ID))
 	return nil
 }
 
@@ -100,6 +113,11 @@ func (s *Store) Commit(_ context.Context, exec store.Execution, writes ...store.
 		}
 		cur, exists := s.devices[uk][w.Device.ID]
 		switch w.Op {
+		case store.ClaimPairingKey:
+			if exp, ok := s.pairingKeys[uk][w.PairingKey.Hash]; !ok || !s.now().Before(exp) {
+				return store.ErrConflict
+			}
+			continue
 		case store.CreateDevice:
 			if exists {
 				return store.ErrExists
@@ -130,6 +148,12 @@ func (s *Store) Commit(_ context.Context, exec store.Execution, writes ...store.
 		case store.Settle:
 			s.settleLocked(w.Device.EnvID, w.Device.UserID, *w.Settle)
 			continue
+		case store.AddPairingKey:
+			s.addPairingKeyLocked(uk, *w.PairingKey)
+			continue
+		case store.ClaimPairingKey, store.DropPairingKey:
+			delete(s.pairingKeys[uk], w.PairingKey.Hash)
+			continue
 		}
 		if s.devices[uk] == nil {
 			s.devices[uk] = map[string]store.Device{}
@@ -140,7 +164,67 @@ func (s *Store) Commit(_ context.Context, exec store.Execution, writes ...store.
 	}
 	exec.Data = clone(exec.Data)
 	s.executions[execKey(exec.EnvID, exec.ID)] = exec
+	s.hub.Notify(execKey(exec.EnvID, exec.ID))
 	return nil
+}
+
+// addPairingKeyLocked adds a valid key, forgets expired ones and voids
+// those that expire first beyond the limit, as the Redis script does.
+func (s *Store) addPairingKeyLocked(uk string, k store.PairingKey) {
+	keys := s.pairingKeys[uk]
+	if keys == nil {
+		keys = map[string]time.Time{}
+		s.pairingKeys[uk] = keys
+	}
+	now := s.now()
+	for h, exp := range keys {
+		if !now.Before(exp) {
+			delete(keys, h)
+		}
+	}
+	keys[k.Hash] = k.ExpiresAt
+	for k.Max > 0 && len(keys) > k.Max {
+		first, firstExp := "", time.Time{}
+		for h, exp := range keys {
+			if first == "" || exp.Before(firstExp) || (exp.Equal(firstExp) && h < first) {
+				first, firstExp = h, exp
+			}
+		}
+		delete(keys, first)
+	}
+}
+
+func (s *Store) PairingKeyValid(_ context.Context, envID, userID, hash string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.pairingKeys[execKey(envID, userID)][hash]
+	return ok && s.now().Before(exp), nil
+}
+
+func indexKey(envID string, name store.IndexName, key string) string {
+	return envID + "/" + string(name) + "/" + key
+}
+
+func (s *Store) PutIndex(_ context.Context, envID string, name store.IndexName, key, value string, expiresAt time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.indexes[indexKey(envID, name, key)] = indexEntry{value: value, expiresAt: expiresAt}
+	return nil
+}
+
+func (s *Store) GetIndex(_ context.Context, envID string, name store.IndexName, key string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.indexes[indexKey(envID, name, key)]
+	if !ok || !s.now().Before(e.expiresAt) {
+		return "", store.ErrNotFound
+	}
+	return e.value, nil
+}
+
+// WatchExecution: this store's own writes wake the waiters (one process).
+func (s *Store) WatchExecution(envID, id string) (<-chan struct{}, func()) {
+	return s.hub.Watch(execKey(envID, id))
 }
 
 func (s *Store) checkVersionLocked(exec store.Execution) error {
@@ -183,6 +267,21 @@ func (s *Store) sweepLocked() {
 	for k, b := range s.budgets {
 		if !b.tat.After(now) {
 			delete(s.budgets, k) // full again: the same as absent
+		}
+	}
+	for k, e := range s.indexes {
+		if !now.Before(e.expiresAt) {
+			delete(s.indexes, k)
+		}
+	}
+	for uk, keys := range s.pairingKeys {
+		for h, exp := range keys {
+			if !now.Before(exp) {
+				delete(keys, h)
+			}
+		}
+		if len(keys) == 0 {
+			delete(s.pairingKeys, uk)
 		}
 	}
 }

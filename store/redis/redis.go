@@ -9,7 +9,10 @@
 //
 //	ef:{p<partition>}:x:<env>:<execution id>   HASH  v=version e=expiresAt (unix ms) d=data w=write token
 //	ef:{p<partition>}:d:<env>:<user>           HASH  device id -> "<version>:<device data>"
-//	ef:{e:<env>}:<kind>                        HASH  document id -> data (kind: flows, templates, channels)
+//	ef:{e:<env>}:<kind>                        HASH  document id -> data (kind: flows, templates, channels, applications)
+//	ef:{p<partition>}:pk:<env>:<user>          ZSET  valid pairing-key hashes, scored by expiry (unix ms)
+//	ef:{i<key>}:<index>:<env>:<key>            STRING an index entry (pairing-key hash -> execution id), PEXPIREAT
+//	ef:changes                                 pub/sub channel: the key of every execution written
 //
 // <partition> is the user's store.Partition. An execution id carries it (see
 // store.NewExecutionID), so a request that names only the execution still
@@ -54,6 +57,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -74,6 +78,13 @@ type Store struct {
 	client goredis.UniversalClient
 	prefix string
 	now    func() time.Time
+
+	// The one subscription of this node to the changes channel, started
+	// by the first WatchExecution; hub hands its messages to the waiters.
+	hub       *store.Hub
+	watchOnce sync.Once
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // New returns a Store that uses client, which it takes over: Close closes it.
@@ -84,7 +95,7 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{client: client, prefix: opts.Prefix, now: opts.Now}
+	return &Store{client: client, prefix: opts.Prefix, now: opts.Now, hub: store.NewHub()}
 }
 
 // Open connects to the Redis named by url and returns a Store on it (with the
@@ -224,6 +235,17 @@ func (s *Store) registryKey(envID, userID string) string {
 	return s.prefix + ":{p" + store.Partition(envID, userID) + "}:d:" + escapeEnv(envID) + ":" + userID
 }
 
+func (s *Store) pairingKeysKey(envID, userID string) string {
+	return s.prefix + ":{p" + store.Partition(envID, userID) + "}:pk:" + escapeEnv(envID) + ":" + userID
+}
+
+func (s *Store) indexKey(envID string, name store.IndexName, key string) string {
+	return s.prefix + ":{i" + key + "}:" + string(name) + ":" + escapeEnv(envID) + ":" + key
+}
+
+// changesChannel is where every execution write is published.
+func (s *Store) changesChannel() string { return s.prefix + ":changes" }
+
 // docsKey is one environment's documents of one kind: "flows",
 // "templates" or "channels" (store.Kind is a closed set).
 func (s *Store) docsKey(envID string, kind store.Kind) string {
@@ -275,9 +297,15 @@ if v ~= want - 1 then
 end
 `
 
+// casWrite writes the execution and publishes its key on the changes
+// channel (the prefix is the key's text before its hash tag), so that the
+// long polls waiting for it on every node wake up. Classic PUBLISH reaches
+// the subscribers of every node of a cluster, and a script may call it
+// whatever slot its keys are in.
 const casWrite = `
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'e', ARGV[3], 'd', ARGV[4], 'w', ARGV[5])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+redis.call('PUBLISH', string.match(KEYS[1], '^(.-):{') .. ':changes', KEYS[1])
 return 0
 `
 
@@ -297,16 +325,22 @@ end
 // ARGV now, version, expiresAt, data, token, then per write: op, device id,
 // device version, device data, max devices. A Settle (op 4) names the
 // regulation key and carries the fields to clear, one per line, as its
-// data. Every write is checked before any is applied.
+// data. The pairing-key ops (5 add, 6 claim, 7 drop) name the user's
+// pairing-key set and carry the key's hash as the id and its expiry as
+// the version. Every write is checked before any is applied.
 var commitScript = goredis.NewScript(deviceVersion + casCheck + `
 local writes = (#ARGV - 5) / 5
 local counts = {}
 for i = 1, writes do
 	local b, key = 5 + (i - 1) * 5, KEYS[1 + i]
 	local op, id, ver, max = tonumber(ARGV[b + 1]), ARGV[b + 2], tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5])
-	if op == 4 then id = '' end
-	if counts[key] == nil and op ~= 4 then counts[key] = redis.call('HLEN', key) end
-	local cur = op ~= 4 and redis.call('HGET', key, id)
+	if op == 6 then
+		local exp = redis.call('ZSCORE', key, id)
+		if not exp or tonumber(exp) <= tonumber(ARGV[1]) then return 2 end
+	end
+	local device = op <= 3
+	if counts[key] == nil and device then counts[key] = redis.call('HLEN', key) end
+	local cur = device and redis.call('HGET', key, id)
 	if op == 1 then
 		if cur then return 1 end
 		if max > 0 and counts[key] >= max then return 4 end
@@ -325,6 +359,16 @@ for i = 1, writes do
 		redis.call('HDEL', key, ARGV[b + 2])
 	elseif op == 4 then
 		for field in string.gmatch(ARGV[b + 4], '[^\n]+') do redis.call('HDEL', key, field) end
+	elseif op == 5 then
+		local max = tonumber(ARGV[b + 5])
+		redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+		redis.call('ZADD', key, ARGV[b + 3], ARGV[b + 2])
+		local n = redis.call('ZCARD', key)
+		if max > 0 and n > max then redis.call('ZPOPMIN', key, n - max) end
+		local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+		redis.call('PEXPIREAT', key, last[2])
+	elseif op == 6 or op == 7 then
+		redis.call('ZREM', key, ARGV[b + 2])
 	else
 		redis.call('HSET', key, ARGV[b + 2], ARGV[b + 3] .. ':' .. ARGV[b + 4])
 	end
@@ -432,6 +476,11 @@ func (s *Store) Commit(ctx context.Context, exec store.Execution, writes ...stor
 			}
 			keys = append(keys, s.regulationKey(d.EnvID, d.UserID))
 			args = append(args, int(w.Op), "", 0, strings.Join(fields, "\n"), 0)
+			continue
+		}
+		if k := w.PairingKey; k != nil {
+			keys = append(keys, s.pairingKeysKey(d.EnvID, d.UserID))
+			args = append(args, int(w.Op), k.Hash, k.ExpiresAt.UnixMilli(), "", max(k.Max, 0))
 			continue
 		}
 		keys = append(keys, s.registryKey(d.EnvID, d.UserID))
@@ -584,6 +633,12 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close closes the client.
-func (s *Store) Close() error { return s.client.Close() }
+func (s *Store) Close() error {
+	if s.stopWatch != nil {
+		s.stopWatch()
+		<-s.watchDone
+	}
+	return s.client.Close()
+}
 
 var _ store.Store = (*Store)(nil)

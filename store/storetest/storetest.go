@@ -100,6 +100,9 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.S
 		{"RegulationParallel", testRegulationParallel},
 		{"CommitSettles", testCommitSettles},
 		{"Budgets", testBudgets},
+		{"PairingKeys", testPairingKeys},
+		{"Indexes", testIndexes},
+		{"WatchExecution", testWatchExecution},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
