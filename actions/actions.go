@@ -59,6 +59,34 @@ type ActivateDevice struct {
 	Origin      string          `json:"origin,omitempty"`
 }
 
+// MobilePair is the action the mobile side's pairing becomes: it is not
+// posted to an execution (no content type decodes to it) but made by the
+// mobile API from the app's request, after the key was found.
+const MobilePair = "mobile.pair"
+
+// Pairing is the payload of mobile.pair, as the mobile API checked it.
+type Pairing struct {
+	KeyHash       string // the presented key's keyed hash
+	ApplicationID string
+	Device        PairingDevice
+	PublicKey     json.RawMessage // a JWK, EC P-256, public only
+	// Seed is the offline-passcode secret the mobile API made for the app,
+	// which it answers only to the app; the factor seals it in the record.
+	Seed string
+	// DeviceID is set by the step to the id of the device it enrolled.
+	DeviceID string
+}
+
+// PairingDevice is what the app says of the phone.
+type PairingDevice struct {
+	Name       string `json:"name,omitempty"`
+	Model      string `json:"model,omitempty"`
+	OS         string `json:"os,omitempty"`
+	OSVersion  string `json:"osVersion,omitempty"`
+	AppVersion string `json:"appVersion,omitempty"`
+	PushToken  string `json:"pushToken,omitempty"`
+}
+
 // payloads maps each known action to a constructor of its payload; nil
 // means the action takes no parameters (an empty body or {} is accepted).
 var payloads = map[string]func() any{

@@ -9,13 +9,6 @@ import (
 	"github.com/enrollflow/enrollflow/mfa"
 )
 
-// Application is an environment application, shown to the enrollment step's
-// client (the seed's `applications`).
-type Application struct {
-	ID   string `json:"id" yaml:"id"`
-	Name string `json:"name" yaml:"name"`
-}
-
 // reservedEnvironmentID is the first segment of the management API's
 // paths; an environment of that name would make /environments/... ambiguous.
 const reservedEnvironmentID = "environments"
@@ -23,17 +16,19 @@ const reservedEnvironmentID = "environments"
 // Environment is one tenant: its credential, policies and settings. It is
 // configuration, identical on every node, so it is not kept in the store.
 type Environment struct {
-	ID           string
-	apiKeyHash   [32]byte
-	Policies     map[string]*mfa.Policy
-	DefaultID    string // id of the default device authentication policy
-	MFASettings  mfa.Settings
-	Applications []Application
+	ID          string
+	apiKeyHash  [32]byte
+	Policies    map[string]*mfa.Policy
+	DefaultID   string // id of the default device authentication policy
+	MFASettings mfa.Settings
+	// Applications are the configured mobile applications (the management
+	// API may save more, or override these, in the store).
+	Applications []mfa.Application
 }
 
 // NewEnvironment validates the policies and settings and picks the default
 // policy (the one marked default, else the only one).
-func NewEnvironment(id, apiKey string, policies []mfa.Policy, settings mfa.Settings, apps []Application) (*Environment, error) {
+func NewEnvironment(id, apiKey string, policies []mfa.Policy, settings mfa.Settings, apps []mfa.Application) (*Environment, error) {
 	if id == "" {
 		return nil, fmt.Errorf("environment id: required")
 	}
@@ -44,7 +39,19 @@ func NewEnvironment(id, apiKey string, policies []mfa.Policy, settings mfa.Setti
 		return nil, fmt.Errorf("environment %s: apiKey: must be at least 16 characters", id)
 	}
 	env := &Environment{ID: id, apiKeyHash: sha256.Sum256([]byte(apiKey)),
-		Policies: map[string]*mfa.Policy{}, Applications: apps}
+		Policies: map[string]*mfa.Policy{}, Applications: []mfa.Application{}}
+	seenApp := map[string]bool{}
+	for i, a := range apps {
+		a.ApplyDefaults()
+		if err := a.Validate(); err != nil {
+			return nil, fmt.Errorf("environment %s: applications[%d].%v", id, i, err)
+		}
+		if seenApp[a.ID] {
+			return nil, fmt.Errorf("environment %s: applications[%d].id: %q is used twice", id, i, a.ID)
+		}
+		seenApp[a.ID] = true
+		env.Applications = append(env.Applications, a)
+	}
 	for i := range policies {
 		p := policies[i]
 		p.ApplyDefaults()
@@ -74,9 +81,6 @@ func NewEnvironment(id, apiKey string, policies []mfa.Policy, settings mfa.Setti
 		return nil, fmt.Errorf("environment %s: mfaSettings.%v", id, err)
 	}
 	env.MFASettings = settings
-	if env.Applications == nil {
-		env.Applications = []Application{}
-	}
 	return env, nil
 }
 
@@ -91,6 +95,16 @@ func (e *Environment) CheckAPIKey(presented string) bool {
 func (e *Environment) Policy(id string) (*mfa.Policy, bool) {
 	p, ok := e.Policies[id]
 	return p, ok
+}
+
+// Application returns a configured application by id.
+func (e *Environment) Application(id string) (mfa.Application, bool) {
+	for _, a := range e.Applications {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return mfa.Application{}, false
 }
 
 // DefaultPolicy returns the environment's default policy.

@@ -20,6 +20,7 @@ import (
 	"github.com/enrollflow/enrollflow/actions"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/store"
 )
 
 // Activation is how a pending device is activated; it tells the step's
@@ -29,6 +30,10 @@ type Activation int
 const (
 	// ByPasscode: ACTIVATION_REQUIRED, then device.activate with an otp.
 	ByPasscode Activation = iota
+	// ByPairing: PAIRING_REQUIRED until the device pairs itself from the
+	// other side (a phone presenting the pairing key), or
+	// MOBILE_PAIRING_FAILURE; the factor is a Pairer.
+	ByPairing
 )
 
 // User is who the device is enrolled for, as the step's inputs say.
@@ -59,6 +64,7 @@ type Send func(ctx context.Context) error
 
 // Begin is a device.create for the factor.
 type Begin struct {
+	Env      *engine.Environment
 	EnvID    string
 	Settings *mfa.Settings // the environment's (phone rules)
 	Policy   *mfa.Policy
@@ -66,7 +72,13 @@ type Begin struct {
 	Message  Message
 	Action   *actions.CreateDevice
 	ID       string // the new device's id
-	Now      time.Time
+	// ExecutionID is the execution the device is enrolled in (a pairing
+	// key's index points at it).
+	ExecutionID string
+	// BaseURL is the public base URL the client called (a pairing URI
+	// names the server).
+	BaseURL string
+	Now     time.Time
 }
 
 // Activate is a device.activate of a pending device.
@@ -150,6 +162,35 @@ type Reissuer interface {
 	// Undelivered marks the pending passcode as never delivered: it holds
 	// no resend cool-down.
 	Undelivered(p Pending) Pending
+}
+
+// Pairer is an Enroller whose pending device pairs itself from another
+// device (ByPairing): the step holds the execution in PAIRING_REQUIRED
+// until Pair judges the pairing, which arrives as the mobile.pair action.
+type Pairer interface {
+	// PairingKey is the pending device's key as the user's set of valid
+	// keys holds it (added when the device is created, dropped when it is
+	// deleted, claimed when it pairs).
+	PairingKey(p Pending) store.PairingKey
+	// Pair judges a pairing of p. A refusal is a Verdict with Failure
+	// set: the pairing failed for good (MOBILE_PAIRING_FAILURE).
+	Pair(ctx context.Context, a Pair) (PairVerdict, error)
+}
+
+// Pair is a pairing of a pending device.
+type Pair struct {
+	Env     *engine.Environment
+	Policy  *mfa.Policy
+	Pending Pending
+	Pairing *actions.Pairing
+	Now     time.Time
+}
+
+// PairVerdict is how a pairing was judged: Device to enroll, or Failure
+// (its Code is the execution's error.code and the app's answer).
+type PairVerdict struct {
+	Device  *mfa.Device
+	Failure *engine.Error
 }
 
 // Resourcer is an Enroller that serves read-only resources of a pending

@@ -24,6 +24,9 @@ type Keys struct {
 	// its send budget, so that the store holds no phone number or e-mail
 	// address in the clear and cannot be searched for one.
 	AddressKey []byte
+	// PairingKey is the HMAC key of pairing-key hashes: the store finds a
+	// pairing by the hash and never holds the key in the clear.
+	PairingKey []byte
 }
 
 // DeriveKeys expands one master secret (at least 32 bytes) into
@@ -48,7 +51,11 @@ func DeriveKeys(master []byte) (Keys, error) {
 	if err != nil {
 		return Keys{}, err
 	}
-	return Keys{OTPHash: otpKey, SealTOTP: sealKey, SealConfig: configKey, AddressKey: addressKey}, nil
+	pairingKey, err := hkdf.Key(sha256.New, master, nil, "enrollflow pairing-key v1", 32)
+	if err != nil {
+		return Keys{}, err
+	}
+	return Keys{OTPHash: otpKey, SealTOTP: sealKey, SealConfig: configKey, AddressKey: addressKey, PairingKey: pairingKey}, nil
 }
 
 // Sealer encrypts small secrets at rest with AES-256-GCM. The associated

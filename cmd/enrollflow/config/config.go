@@ -33,13 +33,13 @@ type Environment struct {
 	ID string `json:"id"`
 	// APIKey, or the name of an environment variable holding it (APIKeyEnv),
 	// so that keys need not be written into the file.
-	APIKey                       string               `json:"apiKey,omitempty"`
-	APIKeyEnv                    string               `json:"apiKeyEnv,omitempty"`
-	DeviceAuthenticationPolicies []mfa.Policy         `json:"deviceAuthenticationPolicies"`
-	MFASettings                  mfa.Settings         `json:"mfaSettings"`
-	Applications                 []engine.Application `json:"applications,omitempty"`
-	Flows                        []engine.Flow        `json:"flows,omitempty"`
-	Notifications                Notifications        `json:"notifications,omitzero"`
+	APIKey                       string            `json:"apiKey,omitempty"`
+	APIKeyEnv                    string            `json:"apiKeyEnv,omitempty"`
+	DeviceAuthenticationPolicies []mfa.Policy      `json:"deviceAuthenticationPolicies"`
+	MFASettings                  mfa.Settings      `json:"mfaSettings"`
+	Applications                 []mfa.Application `json:"applications,omitempty"`
+	Flows                        []engine.Flow     `json:"flows,omitempty"`
+	Notifications                Notifications     `json:"notifications,omitzero"`
 }
 
 // Notifications is how an environment's passcodes reach users: a channel
@@ -61,9 +61,13 @@ const (
 	DemoFlowID        = "mfa-enrollment"
 )
 
+// DemoApplicationID is the demo environment's authenticator app, which
+// `enrollflow pair` plays.
+const DemoApplicationID = "demo-authenticator"
+
 // Demo is the built-in environment: the default policy with EMAIL, SMS,
-// VOICE and TOTP enabled, and one flow of one enrollment step that may be
-// skipped.
+// VOICE, TOTP and MOBILE (the application demo-authenticator) enabled, and
+// one flow of one enrollment step that may be skipped.
 func Demo(apiKey string) File {
 	flow := engine.Flow{
 		ID: DemoFlowID, Name: "MFA device enrollment",
@@ -74,12 +78,16 @@ func Demo(apiKey string) File {
 		},
 	}
 	outbox := dispatch.Channel{Type: dispatch.TypeOutbox}
+	app := mfa.Application{ID: DemoApplicationID, Name: "Demo authenticator"}
+	app.Push.Enabled = true
+	policy := mfa.DefaultPolicy("default")
+	policy.Mobile.Enabled, policy.Mobile.Applications = true, []string{DemoApplicationID}
 	return File{Environments: []Environment{{
 		ID: DemoEnvironmentID, APIKey: apiKey,
 		Notifications: Notifications{Channels: map[delivery.Method]dispatch.Channel{
 			delivery.Email: outbox, delivery.SMS: outbox, delivery.Voice: outbox}},
-		DeviceAuthenticationPolicies: []mfa.Policy{mfa.DefaultPolicy("default")},
-		Applications:                 []engine.Application{},
+		DeviceAuthenticationPolicies: []mfa.Policy{policy},
+		Applications:                 []mfa.Application{app},
 		Flows:                        []engine.Flow{flow},
 	}}}
 }
