@@ -82,9 +82,9 @@ func (s *effectStep) Act(_ context.Context, sc *engine.StepContext, a actions.Ac
 	return out, nil
 }
 
-func (s *effectStep) View(sc *engine.StepContext) engine.View {
+func (s *effectStep) View(_ context.Context, sc *engine.StepContext) (engine.View, error) {
 	st, _ := decodeFx(sc.State)
-	return engine.View{Status: "FX", Properties: map[string]any{"round": st.Round, "notes": st.Notes}}
+	return engine.View{Status: "FX", Properties: map[string]any{"round": st.Round, "notes": st.Notes}}, nil
 }
 
 func decodeFx(raw json.RawMessage) (fxState, error) {

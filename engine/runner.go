@@ -204,6 +204,11 @@ func (r *Runner) Act(ctx context.Context, env *Environment, id string, action ac
 		return nil, InvalidField("device", DetailLimitExceeded,
 			fmt.Sprintf("the user already has the maximum of %d devices; delete one first", deviceLimit(out.Writes)))
 	}
+	if out.Err != nil && out.OnConflict == nil && errors.Is(err, store.ErrConflict) {
+		// A refusal that changes the execution (a failed pairing) lost the
+		// race: nothing was written, and the caller may try again.
+		return nil, Conflict()
+	}
 	if out.Err != nil && errors.Is(err, store.ErrConflict) {
 		// A refused attempt (a wrong passcode) is answered with its own
 		// verdict even when another request changed the execution first:
@@ -239,7 +244,7 @@ func deviceLimit(writes []store.Write) int {
 }
 
 // View renders an execution: the running step's view, or the end result.
-func (r *Runner) View(env *Environment, x *Execution, selfURL string) View {
+func (r *Runner) View(ctx context.Context, env *Environment, x *Execution, selfURL string) (View, error) {
 	if x.Ended() {
 		props := map[string]any{}
 		if len(x.Results) > 0 {
@@ -248,15 +253,18 @@ func (r *Runner) View(env *Environment, x *Execution, selfURL string) View {
 		if x.Error != nil {
 			props["error"] = x.Error
 		}
-		return View{Status: x.Status, Properties: props, Actions: []string{}}
+		return View{Status: x.Status, Properties: props, Actions: []string{}}, nil
 	}
 	st, ok := r.steps.Lookup(x.StepType)
 	if !ok {
-		return View{Status: StatusFailed, Properties: map[string]any{}, Actions: []string{}}
+		return View{Status: StatusFailed, Properties: map[string]any{}, Actions: []string{}}, nil
 	}
 	sc := r.stepContext(env, x)
 	sc.SelfURL = selfURL
-	v := st.View(sc)
+	v, err := st.View(ctx, sc)
+	if err != nil {
+		return View{}, err
+	}
 	// The steps that have ended already are part of the picture a client
 	// polls (a second step's page can say "your e-mail is enrolled").
 	if len(x.Results) > 0 {
@@ -265,7 +273,7 @@ func (r *Runner) View(env *Environment, x *Execution, selfURL string) View {
 		}
 		v.Properties["steps"] = x.Results
 	}
-	return v
+	return v, nil
 }
 
 // Resource returns a read-only resource of the running step.

@@ -28,8 +28,10 @@ type StepType interface {
 	Begin(ctx context.Context, sc *StepContext) (*Outcome, error)
 	// Act performs an action. An error means nothing is saved.
 	Act(ctx context.Context, sc *StepContext, action actions.Action) (*Outcome, error)
-	// View renders the current state for the client.
-	View(sc *StepContext) View
+	// View renders the current state for the client. It may read the
+	// store (what the state offers can live there); an error is the
+	// request's (a 503 when the store is down).
+	View(ctx context.Context, sc *StepContext) (View, error)
 }
 
 // StepContext is everything a step may know about the execution it runs in.
@@ -95,6 +97,23 @@ type View struct {
 	Status     string
 	Properties map[string]any
 	Actions    []string
+	// ChangesAt is when the view changes by itself, with no write (a
+	// pairing key expires): a long poll wakes then. Zero: never.
+	ChangesAt time.Time
+}
+
+type baseURLKey struct{}
+
+// WithBaseURL tells the steps of a request the public base URL the client
+// called (a pairing URI names the server).
+func WithBaseURL(ctx context.Context, base string) context.Context {
+	return context.WithValue(ctx, baseURLKey{}, base)
+}
+
+// BaseURL is the request's public base URL ("" outside HTTP).
+func BaseURL(ctx context.Context) string {
+	s, _ := ctx.Value(baseURLKey{}).(string)
+	return s
 }
 
 // StepRegistry holds the step types a node knows.

@@ -172,9 +172,31 @@ type Pairer interface {
 	// keys holds it (added when the device is created, dropped when it is
 	// deleted, claimed when it pairs).
 	PairingKey(p Pending) store.PairingKey
+	// ExpiresAt is when p's key expires: the step turns it into
+	// MOBILE_PAIRING_FAILURE then, with no write.
+	ExpiresAt(p Pending) time.Time
+	// PairingView is what the client shows for pairing (the seed's
+	// pairingKey); selfURL is the execution's, for the QR code's link.
+	PairingView(p Pending, selfURL string) map[string]any
 	// Pair judges a pairing of p. A refusal is a Verdict with Failure
 	// set: the pairing failed for good (MOBILE_PAIRING_FAILURE).
 	Pair(ctx context.Context, a Pair) (PairVerdict, error)
+}
+
+// Pairing failures: the execution's error.code in MOBILE_PAIRING_FAILURE
+// and the code of the pairing app's 4xx answer.
+const (
+	PairingKeyExpired   = "PAIRING_KEY_EXPIRED"   // 410: expired, or voided by newer keys
+	PairingKeyUsed      = "PAIRING_KEY_USED"      // 409: this key was presented before
+	PairingKeyNotFound  = "PAIRING_KEY_NOT_FOUND" // 404: no such key (or no longer this execution's)
+	ApplicationMismatch = "APPLICATION_MISMATCH"  // 400: another application than the key's
+	DeviceLimitReached  = "DEVICE_LIMIT_REACHED"  // 409: the user has the maximum of devices
+	PushTokenRequired   = "PUSH_TOKEN_REQUIRED"   // 400: the application needs a push token
+)
+
+// PairingFailure is a pairing refused with one of the codes above.
+func PairingFailure(status int, code, message string) *engine.Error {
+	return &engine.Error{Status: status, Code: code, Message: message}
 }
 
 // Pair is a pairing of a pending device.

@@ -41,22 +41,7 @@ func (s *Server) startExecution(w http.ResponseWriter, r *http.Request) {
 	}
 	annotate(r, func(a *accessInfo) { a.execution = engine.LogID(x.ID) })
 	w.Header().Set("Location", s.executionURL(r, env, x.ID))
-	writeJSON(w, http.StatusCreated, halJSON, s.renderExecution(r, env, x))
-}
-
-// getExecution: GET /{envID}/flowExecutions/{id}, the client's poll.
-func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
-	env, ok := s.environment(w, r)
-	if !ok {
-		return
-	}
-	id := s.executionID(r)
-	x, err := s.cfg.Runner.Get(r.Context(), env, id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, halJSON, s.renderExecution(r, env, x))
+	s.writeExecution(w, r, env, x, http.StatusCreated)
 }
 
 // actOnExecution: POST /{envID}/flowExecutions/{id} with an action's
@@ -84,13 +69,13 @@ func (s *Server) actOnExecution(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	annotate(r, func(a *accessInfo) { a.action = action.Name })
-	x, err := s.cfg.Runner.Act(r.Context(), env, id, action)
+	x, err := s.cfg.Runner.Act(engine.WithBaseURL(r.Context(), s.baseURL(r)), env, id, action)
 	s.cfg.Observer.Acted(action.Name, Outcome(err))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, halJSON, s.renderExecution(r, env, x))
+	s.writeExecution(w, r, env, x, http.StatusOK)
 }
 
 // getResource serves GET /{envID}/flowExecutions/{id}/<name>, a read-only

@@ -31,6 +31,16 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeRaw writes an encoded JSON body with writeJSON's headers.
+func writeRaw(w http.ResponseWriter, status int, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
 // errorBody is the error body every failure gets.
 type errorBody struct {
 	ID      string `json:"id"`
@@ -77,9 +87,12 @@ func (s *Server) executionURL(r *http.Request, env *engine.Environment, id strin
 // renderExecution is the HAL body of an execution: its identity, the
 // view's status and properties, and _links = self plus one link per action
 // the step's state machine allows now.
-func (s *Server) renderExecution(r *http.Request, env *engine.Environment, x *engine.Execution) map[string]any {
+func (s *Server) renderExecution(r *http.Request, env *engine.Environment, x *engine.Execution) (map[string]any, engine.View, error) {
 	self := s.executionURL(r, env, x.ID)
-	view := s.cfg.Runner.View(env, x, self)
+	view, err := s.cfg.Runner.View(r.Context(), env, x, self)
+	if err != nil {
+		return nil, view, err
+	}
 	body := make(map[string]any, len(view.Properties)+10)
 	for k, v := range view.Properties {
 		body[k] = v
@@ -99,7 +112,7 @@ func (s *Server) renderExecution(r *http.Request, env *engine.Environment, x *en
 		links[a] = link{Href: self}
 	}
 	body["_links"] = links
-	return body
+	return body, view, nil
 }
 
 // decodeBody reads a JSON body strictly into v, mapping failures to 400s

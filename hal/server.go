@@ -16,6 +16,7 @@ import (
 
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
+	"github.com/enrollflow/enrollflow/factor/mobile"
 	"github.com/enrollflow/enrollflow/registry"
 	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/store"
@@ -34,9 +35,13 @@ type Config struct {
 	Dispatcher *dispatch.Dispatcher  // templates and channels of the management API
 	Registry   *registry.Registry    // the device registry endpoints
 	Regulator  *regulation.Regulator // a user's lockout
-	Store      store.Store           // readiness
-	Log        zerolog.Logger
-	BaseURL    string // public base URL for links; "" derives it from each request
+	Store      store.Store           // readiness, long polls
+	// Mobile is the MOBILE factor: the mobile side's pairings and signed
+	// requests; Applications the mobile applications' management.
+	Mobile       *mobile.Factor
+	Applications *mobile.Applications
+	Log          zerolog.Logger
+	BaseURL      string // public base URL for links; "" derives it from each request
 	// RateLimit is the requests per second one client address may make to
 	// the flow execution endpoints (burst: twice that); 0 disables it.
 	RateLimit float64
@@ -73,9 +78,20 @@ type Observer interface {
 	// Acted is one action on an execution ("unknown" when the content
 	// type names none) and its outcome.
 	Acted(action, outcome string)
+	// Waiting changes the number of long polls waiting by delta.
+	Waiting(delta int)
+	// LongPolled is one long poll answered: changed, expired (the view
+	// changed by itself), timeout or canceled.
+	LongPolled(result string)
+	// Paired is one pairing from the mobile side: ok or its code.
+	Paired(outcome string)
 }
 
 type nopObserver struct{}
+
+func (nopObserver) Waiting(int)       {}
+func (nopObserver) LongPolled(string) {}
+func (nopObserver) Paired(string)     {}
 
 func (nopObserver) Request(string, string, int, time.Duration) {}
 func (nopObserver) RateLimited(string)                         {}
@@ -138,6 +154,7 @@ func New(cfg Config) *Server {
 	s.route(m, "/users/{userID}/devices/{deviceID}", methods{http.MethodGet: s.getDevice, http.MethodDelete: s.deleteDevice})
 	s.route(m, "/users/{userID}/lockout", methods{http.MethodGet: s.getLockout, http.MethodDelete: s.liftLockout})
 	s.notificationRoutes(m)
+	s.applicationRoutes(m)
 
 	// mux tries routes in order: the flow executions, which carry nearly
 	// all the traffic, right after the one management prefix (which must
@@ -150,6 +167,8 @@ func New(cfg Config) *Server {
 	for _, name := range cfg.Runner.Steps().ResourceNames() {
 		s.route(x, "/{executionID}/"+name, methods{http.MethodGet: s.getResource(name)})
 	}
+
+	s.mobileRoutes(r)
 
 	s.route(r, "/healthz", methods{http.MethodGet: s.healthz, http.MethodHead: s.healthz})
 	s.route(r, "/readyz", methods{http.MethodGet: s.readyz, http.MethodHead: s.readyz})

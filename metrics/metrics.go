@@ -43,6 +43,9 @@ type Metrics struct {
 	deliveryTime    *prometheus.HistogramVec
 	storeOps        *prometheus.CounterVec
 	storeDuration   *prometheus.HistogramVec
+	longPollsNow    prometheus.Gauge
+	longPolls       *prometheus.CounterVec
+	pairings        *prometheus.CounterVec
 
 	// requestSeries caches the children of requests and requestDuration
 	// by their labels: a map lookup instead of hashing three label values
@@ -83,6 +86,10 @@ func New(b Build) *Metrics {
 		deliveryTime:    histogram("enrollflow_passcode_delivery_duration_seconds", "Time to hand a passcode to its provider, retries included, by method and channel type.", deliveryBuckets, "method", "channel"),
 		storeOps:        counter("enrollflow_store_operations_total", "Store operations by operation and outcome.", "operation", "outcome"),
 		storeDuration:   histogram("enrollflow_store_operation_duration_seconds", "Time of one store operation, by operation.", storeBuckets, "operation"),
+		longPollsNow: prometheus.NewGauge(prometheus.GaugeOpts{Name: "enrollflow_long_polls_waiting",
+			Help: "Execution polls with Prefer: wait held on this node now."}),
+		longPolls: counter("enrollflow_long_polls_total", "Long polls answered, by result (changed, expired, timeout, canceled).", "result"),
+		pairings:  counter("enrollflow_mobile_pairings_total", "Pairings from the mobile side by outcome (ok, or the error's code).", "outcome"),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "enrollflow_build_info",
@@ -91,6 +98,7 @@ func New(b Build) *Metrics {
 	build.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
 	m.registry.MustRegister(m.requests, m.requestDuration, m.rateLimited, m.starts, m.actions,
 		m.enrollments, m.deliveries, m.deliveryTime, m.storeOps, m.storeDuration, build,
+		m.longPollsNow, m.longPolls, m.pairings,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -139,6 +147,15 @@ func (m *Metrics) RateLimited(route string) { m.rateLimited.WithLabelValues(rout
 
 // Started counts one flow start (hal.Observer).
 func (m *Metrics) Started(outcome string) { m.starts.WithLabelValues(outcome).Inc() }
+
+// Waiting moves the gauge of held long polls (hal.Observer).
+func (m *Metrics) Waiting(delta int) { m.longPollsNow.Add(float64(delta)) }
+
+// LongPolled counts one answered long poll (hal.Observer).
+func (m *Metrics) LongPolled(result string) { m.longPolls.WithLabelValues(result).Inc() }
+
+// Paired counts one pairing from the mobile side (hal.Observer).
+func (m *Metrics) Paired(outcome string) { m.pairings.WithLabelValues(outcome).Inc() }
 
 // Acted counts one action (hal.Observer).
 func (m *Metrics) Acted(action, outcome string) { m.actions.WithLabelValues(action, outcome).Inc() }

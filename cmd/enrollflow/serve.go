@@ -264,7 +264,8 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 		return err
 	}
 
-	api := hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Registry: node.Registry, Regulator: node.Regulator, Store: node.Store, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
+	api := hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Registry: node.Registry, Regulator: node.Regulator, Store: node.Store,
+		Mobile: node.Mobile, Applications: node.Applications, Log: log, BaseURL: o.publicURL, RateLimit: o.rateLimit,
 		CORSOrigins: splitList(o.corsOrigins), TrustedProxies: o.trustedProxies, Observer: m, RequireClientCert: o.tlsClientCA != ""}
 	if o.metricsListen == "" {
 		api.Metrics = m.Handler()
@@ -404,7 +405,7 @@ func isLoopback(a net.Addr) bool {
 func newHTTPServer(h http.Handler, log zerolog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: hal.MaxWait + 30*time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       stdlog.New(serverErrorLog(log), "", 0),
 	}

@@ -47,22 +47,6 @@ const MaxValidKeys = 20
 // enrollflow://pair?v=1&server=<base URL>&env=<environment>&code=<key>.
 const URIScheme = "enrollflow"
 
-// Pairing failures: the execution's error.code in MOBILE_PAIRING_FAILURE
-// and the code of the app's 4xx answer.
-const (
-	KeyExpired          = "PAIRING_KEY_EXPIRED"
-	KeyUsed             = "PAIRING_KEY_USED"
-	KeyNotFound         = "PAIRING_KEY_NOT_FOUND"
-	ApplicationMismatch = "APPLICATION_MISMATCH"
-	DeviceLimitReached  = "DEVICE_LIMIT_REACHED"
-	PushTokenRequired   = "PUSH_TOKEN_REQUIRED"
-)
-
-// Failure is a pairing refused with one of the codes above.
-func Failure(status int, code, message string) *engine.Error {
-	return &engine.Error{Status: status, Code: code, Message: message}
-}
-
 // Factor enrolls and verifies MOBILE devices.
 type Factor struct {
 	Sealer       *mfa.Sealer // the pairing key in the execution, the offline seed in the record
@@ -217,11 +201,8 @@ func (f *Factor) PairingKey(p factor.Pending) store.PairingKey {
 	return store.PairingKey{Hash: d.Hash, ExpiresAt: d.ExpiresAt, Max: MaxValidKeys}
 }
 
-// KeyHash is the pending device's key hash.
-func KeyHash(p factor.Pending) string { d, _ := decode(p); return d.Hash }
-
 // ExpiresAt is when the pending device's key expires.
-func ExpiresAt(p factor.Pending) time.Time { d, _ := decode(p); return d.ExpiresAt }
+func (f *Factor) ExpiresAt(p factor.Pending) time.Time { d, _ := decode(p); return d.ExpiresAt }
 
 // Pair judges the app's pairing: the key must be this device's and
 // unexpired, the application the one it was made for, and the push token
@@ -234,12 +215,12 @@ func (f *Factor) Pair(ctx context.Context, a factor.Pair) (factor.PairVerdict, e
 	pr := a.Pairing
 	switch {
 	case !hmac.Equal([]byte(pr.KeyHash), []byte(d.Hash)):
-		return factor.PairVerdict{}, Failure(http.StatusNotFound, KeyNotFound, "No such pairing key.")
+		return factor.PairVerdict{}, factor.PairingFailure(http.StatusNotFound, factor.PairingKeyNotFound, "No such pairing key.")
 	case !a.Now.Before(d.ExpiresAt):
-		return factor.PairVerdict{Failure: Failure(http.StatusGone, KeyExpired,
+		return factor.PairVerdict{Failure: factor.PairingFailure(http.StatusGone, factor.PairingKeyExpired,
 			"The pairing key has expired; start the enrollment of this phone again to get a new one.")}, nil
 	case pr.ApplicationID != d.Application:
-		return factor.PairVerdict{Failure: Failure(http.StatusBadRequest, ApplicationMismatch,
+		return factor.PairVerdict{Failure: factor.PairingFailure(http.StatusBadRequest, factor.ApplicationMismatch,
 			fmt.Sprintf("The pairing key was made for another application than %q; pair with the app it was made for.", pr.ApplicationID))}, nil
 	}
 	app, err := f.Applications.Get(ctx, a.Env, d.Application)
@@ -247,7 +228,7 @@ func (f *Factor) Pair(ctx context.Context, a factor.Pair) (factor.PairVerdict, e
 		return factor.PairVerdict{}, err
 	}
 	if err == nil && app.PushTokenRequired && pr.Device.PushToken == "" {
-		return factor.PairVerdict{Failure: Failure(http.StatusBadRequest, PushTokenRequired,
+		return factor.PairVerdict{Failure: factor.PairingFailure(http.StatusBadRequest, factor.PushTokenRequired,
 			"This application must register a push token to pair; allow notifications and try again.")}, nil
 	}
 	key, err := ParsePublicKey(pr.PublicKey)

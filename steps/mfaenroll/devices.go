@@ -48,8 +48,9 @@ func (s *Step) reissuer(p *factor.Pending) (factor.Reissuer, bool) {
 }
 
 // begin is the factor's view of this step's request.
-func (r *run) begin(p *actions.CreateDevice, id string) factor.Begin {
-	return factor.Begin{EnvID: r.sc.Env.ID, Settings: &r.sc.Env.MFASettings, Policy: r.policy,
+func (r *run) begin(ctx context.Context, p *actions.CreateDevice, id string) factor.Begin {
+	return factor.Begin{Env: r.sc.Env, EnvID: r.sc.Env.ID, Settings: &r.sc.Env.MFASettings, Policy: r.policy,
+		ExecutionID: r.sc.ExecutionID, BaseURL: engine.BaseURL(ctx),
 		User:    factor.User{ID: r.in.UserID, Username: r.in.Username, Email: r.in.Email, Phone: r.in.Phone},
 		Message: factor.Message{Locale: r.in.Locale, Variant: r.cfg.variant(), Variables: r.in.Variables},
 		Action:  p, ID: id, Now: r.sc.Now}
@@ -65,13 +66,17 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 		return nil, invalid("type", engine.DetailInvalidValue, fmt.Sprintf("unknown device type %q", p.Type))
 	}
 	if !r.policy.Pairable(t) || !s.deps.Factors.Supports(t) {
+		allowed, _, err := s.offer(ctx, r)
+		if err != nil {
+			return nil, err
+		}
 		return nil, invalid("type", engine.DetailPolicyViolation,
-			fmt.Sprintf("%s devices cannot be enrolled here; allowed types: %v", t, s.pairableTypes(r.policy)))
+			fmt.Sprintf("%s devices cannot be enrolled here; allowed types: %v", t, allowed))
 	}
 	if len(p.Nickname) > maxNickname {
 		return nil, invalid("nickname", engine.DetailInvalidValue, fmt.Sprintf("must be at most %d characters", maxNickname))
 	}
-	if p.Application != nil {
+	if p.Application != nil && t != mfa.Mobile {
 		return nil, invalid("application.id", engine.DetailInvalidValue, "is only for MOBILE devices")
 	}
 	if p.RP != nil {
@@ -80,7 +85,7 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	e, _ := s.deps.Factors.Enroller(t) // Supports said there is one
 	normalized := *p
 	normalized.Type = string(t)
-	b := r.begin(&normalized, store.NewID())
+	b := r.begin(ctx, &normalized, store.NewID())
 	address, err := e.Target(b)
 	if err != nil {
 		return nil, err
@@ -121,23 +126,63 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if err != nil {
 		return nil, err
 	}
-	r.st.Pending = &pending
-	out := &engine.Outcome{}
+	out := &engine.Outcome{Writes: r.voidPairingKey()}
+	r.st.Pending, r.st.PairingError = &pending, nil
+	if pr, ok := s.pairer(&pending); ok {
+		// The new key joins the user's valid keys with the execution that
+		// holds it, in one commit; its index entry was written before.
+		key := pr.PairingKey(pending)
+		out.Writes = append(out.Writes, store.Write{Op: store.AddPairingKey,
+			Device: store.Device{EnvID: r.sc.Env.ID, UserID: r.in.UserID}, PairingKey: &key})
+	}
 	if send != nil {
 		out.After = append(out.After, s.sent(r, send))
 	}
 	return out, nil
 }
 
-// pairableTypes are the policy's pairable types that a factor enrolls.
-func (s *Step) pairableTypes(p *mfa.Policy) []mfa.DeviceType {
+// offer is what the step offers now: the policy's pairable types that a
+// factor enrolls (MOBILE only when an application it allows exists) and
+// the applications that may pair.
+func (s *Step) offer(ctx context.Context, r *run) ([]mfa.DeviceType, []mfa.Application, error) {
+	apps := []mfa.Application{}
+	if r.policy.Pairable(mfa.Mobile) && s.deps.Applications != nil {
+		var err error
+		if apps, err = s.deps.Applications.Allowed(ctx, r.sc.Env, r.policy); err != nil {
+			return nil, nil, err
+		}
+	}
 	out := []mfa.DeviceType{}
-	for _, t := range p.PairableTypes() {
-		if s.deps.Factors.Supports(t) {
+	for _, t := range r.policy.PairableTypes() {
+		if s.deps.Factors.Supports(t) && (t != mfa.Mobile || len(apps) > 0) {
 			out = append(out, t)
 		}
 	}
-	return out
+	return out, apps, nil
+}
+
+// pairer is the pending device's factor when the device pairs itself.
+func (s *Step) pairer(p *factor.Pending) (factor.Pairer, bool) {
+	if p == nil {
+		return nil, false
+	}
+	e, ok := s.deps.Factors.Enroller(p.Type)
+	if !ok || e.Activation() != factor.ByPairing {
+		return nil, false
+	}
+	pr, ok := e.(factor.Pairer)
+	return pr, ok
+}
+
+// voidPairingKey is the write that takes the pending device's pairing key
+// out of the user's valid keys (none when it has none).
+func (r *run) voidPairingKey() []store.Write {
+	pr, ok := r.step.pairer(r.st.Pending)
+	if !ok {
+		return nil
+	}
+	key := pr.PairingKey(*r.st.Pending)
+	return []store.Write{{Op: store.DropPairingKey, Device: store.Device{EnvID: r.sc.Env.ID, UserID: r.in.UserID}, PairingKey: &key}}
 }
 
 // sent counts a passcode the factor is about to send and returns the
@@ -236,7 +281,7 @@ func (s *Step) resend(ctx context.Context, r *run) (*engine.Outcome, error) {
 	if err := s.deps.Regulator.Spend(ctx, r.sc.Env, r.in.UserID, d.Type, d.Address); err != nil {
 		return nil, err
 	}
-	pending, send, err := re.Reissue(ctx, r.begin(&actions.CreateDevice{Type: string(d.Type), Nickname: d.Nickname}, d.ID), *d)
+	pending, send, err := re.Reissue(ctx, r.begin(ctx, &actions.CreateDevice{Type: string(d.Type), Nickname: d.Nickname}, d.ID), *d)
 	if err != nil {
 		return nil, err
 	}

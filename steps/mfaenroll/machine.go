@@ -23,6 +23,14 @@ const (
 	Skipped                  = "SKIPPED"
 )
 
+// Events that are not client actions: device.create of a device that
+// pairs itself (it leads to PAIRING_REQUIRED), and the pairing's failure.
+// mobile.pair is the mobile API's action; none of them is ever a link.
+const (
+	createForPairing = "device.create(pairing)"
+	pairingFailed    = "pairing.failed"
+)
+
 // actionOrder is the order links are listed in, so responses are stable.
 var actionOrder = []string{actions.DeviceCreate, actions.DeviceActivate, actions.OTPResend,
 	actions.DeviceDelete, actions.DeviceSkipEnrollment}
@@ -32,13 +40,18 @@ var actionOrder = []string{actions.DeviceCreate, actions.DeviceActivate, actions
 // action is checked against it. Two events exist only where the
 // configuration and the pending device allow them.
 func newMachine(status string, skipAllowed, resendable bool) *fsm.FSM {
+	creatable := []string{DeviceEnrollmentRequired, MobilePairingFailure}
 	events := fsm.Events{
-		{Name: actions.DeviceCreate, Src: []string{DeviceEnrollmentRequired}, Dst: ActivationRequired},
+		{Name: actions.DeviceCreate, Src: creatable, Dst: ActivationRequired},
+		{Name: createForPairing, Src: creatable, Dst: PairingRequired},
 		{Name: actions.DeviceActivate, Src: []string{ActivationRequired}, Dst: Enrolled},
+		{Name: actions.MobilePair, Src: []string{PairingRequired}, Dst: Enrolled},
+		{Name: pairingFailed, Src: []string{PairingRequired}, Dst: MobilePairingFailure},
 		{Name: actions.DeviceDelete, Src: []string{ActivationRequired, PairingRequired, MobilePairingFailure}, Dst: DeviceEnrollmentRequired},
 	}
 	if skipAllowed {
-		events = append(events, fsm.EventDesc{Name: actions.DeviceSkipEnrollment, Src: []string{DeviceEnrollmentRequired}, Dst: Skipped})
+		events = append(events, fsm.EventDesc{Name: actions.DeviceSkipEnrollment,
+			Src: []string{DeviceEnrollmentRequired, PairingRequired, MobilePairingFailure}, Dst: Skipped})
 	}
 	if resendable {
 		events = append(events, fsm.EventDesc{Name: actions.OTPResend, Src: []string{ActivationRequired}, Dst: ActivationRequired})

@@ -1,7 +1,8 @@
 // Package mfaenroll is the MFA_DEVICE_ENROLLMENT step (seed 003): it pairs
-// one MFA device with the user, moving through DEVICE_ENROLLMENT_REQUIRED
-// and ACTIVATION_REQUIRED, and ends ENROLLED (outputs device.id and
-// device.type) or SKIPPED.
+// one MFA device with the user, moving through DEVICE_ENROLLMENT_REQUIRED,
+// ACTIVATION_REQUIRED (a passcode device) or PAIRING_REQUIRED and
+// MOBILE_PAIRING_FAILURE (a device that pairs itself, a phone), and ends
+// ENROLLED (outputs device.id and device.type) or SKIPPED.
 package mfaenroll
 
 import (
@@ -26,10 +27,19 @@ const TypeName = "MFA_DEVICE_ENROLLMENT"
 
 // Deps are the services the step uses.
 type Deps struct {
-	Devices   store.Devices         // the registry, to count a user's devices
+	Devices     store.Devices         // the registry, to count a user's devices
+	PairingKeys store.PairingKeys     // the user's valid pairing keys
+	// Applications lists the mobile applications a policy lets pair (nil:
+	// none, and MOBILE is never offered).
+	Applications ApplicationLister
 	Factors   *factor.Registry      // one factor per kind of device
 	Regulator *regulation.Regulator // attempts per user, send budgets
 	Log       zerolog.Logger
+}
+
+// ApplicationLister lists the mobile applications a policy lets pair.
+type ApplicationLister interface {
+	Allowed(ctx context.Context, env *engine.Environment, policy *mfa.Policy) ([]mfa.Application, error)
 }
 
 // Step implements engine.StepType.
@@ -70,6 +80,8 @@ type state struct {
 	// DeliveryError says why the last passcode did not reach the user; it
 	// is shown until the next create, resend or delete.
 	DeliveryError *engine.ErrorDetail `json:"de,omitempty"`
+	// PairingError is why the pairing failed (MOBILE_PAIRING_FAILURE).
+	PairingError *engine.ErrorDetail `json:"pe,omitempty"`
 }
 
 // run is one call's working set.
@@ -97,6 +109,12 @@ func (s *Step) load(sc *engine.StepContext) (*run, error) {
 		if err := json.Unmarshal(sc.State, &r.st); err != nil {
 			return nil, engine.AsError(fmt.Errorf("step %s: decode state: %w", sc.StepID, err))
 		}
+	}
+	// A pairing key that expired while nobody tried it is a failure as
+	// soon as it expires, for the poll as for any action, with no write.
+	if pr, ok := s.pairer(r.st.Pending); ok && r.st.Status == PairingRequired && !sc.Now.Before(pr.ExpiresAt(*r.st.Pending)) {
+		r.st.Status = MobilePairingFailure
+		r.st.PairingError = &engine.ErrorDetail{Code: factor.PairingKeyExpired, Message: expiredMessage}
 	}
 	return r, nil
 }
@@ -146,6 +164,9 @@ func (s *Step) Act(ctx context.Context, sc *engine.StepContext, a actions.Action
 		return nil, err
 	}
 	m := r.machine()
+	if a.Name == actions.MobilePair {
+		return s.pair(ctx, r, m, a.Payload.(*actions.Pairing))
+	}
 	if err := m.check(a.Name); err != nil {
 		return nil, err
 	}
@@ -163,10 +184,10 @@ func (s *Step) Act(ctx context.Context, sc *engine.StepContext, a actions.Action
 	case actions.OTPResend:
 		out, err = s.resend(ctx, r)
 	case actions.DeviceDelete:
-		r.st.Pending = nil
-		out = &engine.Outcome{}
+		out = &engine.Outcome{Writes: r.voidPairingKey()}
+		r.st.Pending, r.st.PairingError = nil, nil
 	case actions.DeviceSkipEnrollment:
-		out = &engine.Outcome{Result: Skipped}
+		out = &engine.Outcome{Result: Skipped, Writes: r.voidPairingKey()}
 	}
 	if err != nil {
 		return nil, err
@@ -176,7 +197,11 @@ func (s *Step) Act(ctx context.Context, sc *engine.StepContext, a actions.Action
 		out.State = r.st
 		return out, nil
 	}
-	if r.st.Status, err = m.advance(ctx, a.Name); err != nil {
+	event := a.Name
+	if _, pairs := s.pairer(r.st.Pending); pairs && a.Name == actions.DeviceCreate {
+		event = createForPairing
+	}
+	if r.st.Status, err = m.advance(ctx, event); err != nil {
 		return nil, err
 	}
 	if out.Result == "" {
@@ -186,20 +211,25 @@ func (s *Step) Act(ctx context.Context, sc *engine.StepContext, a actions.Action
 }
 
 // View renders the state with its properties and allowed actions.
-func (s *Step) View(sc *engine.StepContext) engine.View {
+func (s *Step) View(ctx context.Context, sc *engine.StepContext) (engine.View, error) {
 	r, err := s.load(sc)
 	if err != nil {
 		s.deps.Log.Error().Err(err).Str("execution", engine.LogID(sc.ExecutionID)).Msg("cannot render step")
-		return engine.View{Status: engine.StatusFailed, Properties: map[string]any{}, Actions: []string{}}
+		return engine.View{Status: engine.StatusFailed, Properties: map[string]any{}, Actions: []string{}}, nil
 	}
 	props := map[string]any{}
+	var changesAt time.Time
 	switch r.st.Status {
-	case DeviceEnrollmentRequired:
-		props["allowedtypes"] = s.pairableTypes(r.policy)
+	case DeviceEnrollmentRequired, MobilePairingFailure:
+		types, apps, err := s.offer(ctx, r)
+		if err != nil {
+			return engine.View{}, err
+		}
+		props["allowedtypes"] = types
 		// The seed's mfaSettings: what a client shows (pairing, lockout);
 		// send limits and number rules are the service's business.
 		props["mfaSettings"] = map[string]any{"pairing": sc.Env.MFASettings.Pairing, "lockout": sc.Env.MFASettings.Lockout}
-		props["applications"] = sc.Env.Applications
+		props["applications"] = apps
 		if r.in.Email != "" {
 			props["email"] = r.in.Email
 		}
@@ -211,9 +241,26 @@ func (s *Step) View(sc *engine.StepContext) engine.View {
 		if r.st.DeliveryError != nil {
 			props["error"] = r.st.DeliveryError
 		}
+	case PairingRequired:
+		props["device"] = s.deviceView(r)
+		if pr, ok := s.pairer(r.st.Pending); ok {
+			props["pairingKey"] = pr.PairingView(*r.st.Pending, sc.SelfURL)
+			changesAt = pr.ExpiresAt(*r.st.Pending)
+		}
+	}
+	if r.st.Status == MobilePairingFailure {
+		if r.st.Pending != nil {
+			props["device"] = s.deviceView(r)
+		}
+		if r.st.PairingError != nil {
+			props["error"] = r.st.PairingError
+		}
 	}
 	if r.sc.Now.Before(r.st.LockoutUntil) {
 		props["lockedUntil"] = r.st.LockoutUntil.UTC()
+		if changesAt.IsZero() || r.st.LockoutUntil.Before(changesAt) {
+			changesAt = r.st.LockoutUntil
+		}
 	}
-	return engine.View{Status: r.st.Status, Properties: props, Actions: r.links()}
+	return engine.View{Status: r.st.Status, Properties: props, Actions: r.links(), ChangesAt: changesAt}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/factor"
+	"github.com/enrollflow/enrollflow/factor/mobile"
 	"github.com/enrollflow/enrollflow/factor/otp"
 	"github.com/enrollflow/enrollflow/factor/totp"
 	"github.com/enrollflow/enrollflow/metrics"
@@ -61,6 +62,10 @@ type Node struct {
 	Registry *registry.Registry
 	// Regulator holds the per-user limits every front door applies.
 	Regulator *regulation.Regulator
+	// Mobile is the MOBILE factor (the mobile side's pairing and signed
+	// requests) and Applications the environments' mobile applications.
+	Mobile       *mobile.Factor
+	Applications *mobile.Applications
 }
 
 // Build validates the configuration and returns the runner with every
@@ -102,9 +107,11 @@ func Build(o Options) (*Node, error) {
 	warnMissingChannels(o.Log, envs, deliveryEnvs)
 	totpFactor := &totp.Factor{Sealer: sealer}
 	otpFactor := &otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)}
-	factors := factor.NewRegistry(otpFactor, totpFactor)
+	apps := &mobile.Applications{Store: st}
+	mobileFactor := &mobile.Factor{Sealer: sealer, KeyHash: keys.PairingKey, Applications: apps, Index: st}
+	factors := factor.NewRegistry(otpFactor, totpFactor, mobileFactor)
 	regulator := regulation.New(st, keys.AddressKey)
-	step := mfaenroll.New(mfaenroll.Deps{Devices: st, Factors: factors, Regulator: regulator, Log: o.Log})
+	step := mfaenroll.New(mfaenroll.Deps{Devices: st, PairingKeys: st, Applications: apps, Factors: factors, Regulator: regulator, Log: o.Log})
 	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs,
 		engine.Options{Now: o.Now, TTL: o.TTL, EffectWait: o.DeliveryWait, Log: o.Log, Observer: steps})
 	for _, env := range envs {
@@ -112,7 +119,8 @@ func Build(o Options) (*Node, error) {
 			return nil, fmt.Errorf("environment %s: %w", env.ID, err)
 		}
 	}
-	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st, Registry: registry.New(st, regulator, o.Now, otpFactor, totpFactor), Regulator: regulator}, nil
+	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st, Regulator: regulator, Mobile: mobileFactor, Applications: apps,
+		Registry: registry.New(st, regulator, o.Now, otpFactor, totpFactor, mobileFactor)}, nil
 }
 
 // warnMissingChannels tells the operator at start-up about a method that a

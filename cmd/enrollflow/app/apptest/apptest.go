@@ -132,7 +132,8 @@ func New(tb testing.TB, o Options) *API {
 		tb.Fatalf("build node: %v", err)
 	}
 	env, _ := node.Runner.Environment(file.Environments[0].ID)
-	srv := hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Registry: node.Registry, Regulator: node.Regulator, Store: node.Store, Log: o.Log, RateLimit: o.RateLimit,
+	srv := hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Registry: node.Registry, Regulator: node.Regulator, Store: node.Store,
+		Mobile: node.Mobile, Applications: node.Applications, Log: o.Log, RateLimit: o.RateLimit,
 		TrustedProxies: o.TrustedProxies, BaseURL: "http://enrollflow.test", Observer: m, Metrics: m.Handler()})
 	return &API{Handler: Validated(tb, srv), Server: srv, Runner: node.Runner, Dispatcher: node.Dispatcher, Store: o.Store,
 		Clock: o.Clock, Outbox: outbox, Env: env, Metrics: m}
