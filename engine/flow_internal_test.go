@@ -40,7 +40,7 @@ func (f fakeStep) Begin(context.Context, *StepContext) (*Outcome, error) {
 func (f fakeStep) Act(context.Context, *StepContext, actions.Action) (*Outcome, error) {
 	return &Outcome{Result: "DONE"}, nil
 }
-func (f fakeStep) View(*StepContext) View { return View{Status: "FAKE"} }
+func (f fakeStep) View(context.Context, *StepContext) (View, error) { return View{Status: "FAKE"}, nil }
 
 func fakeRegistry() *StepRegistry { return NewStepRegistry(fakeStep{"FAKE"}, fakeStep{"OTHER"}) }
 

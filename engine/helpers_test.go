@@ -44,7 +44,7 @@ func testEnv(t testing.TB, settings mfa.Settings) *engine.Environment {
 	totpOnly.TOTP.Enabled = true
 	env, err := engine.NewEnvironment("env1", testAPIKey,
 		[]mfa.Policy{mfa.DefaultPolicy("default"), emailOnly, totpOnly}, settings,
-		[]engine.Application{{ID: "app1", Name: "App"}})
+		[]mfa.Application{{ID: "app1", Name: "App"}})
 	if err != nil {
 		t.Fatal(err)
 	}

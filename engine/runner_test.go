@@ -149,7 +149,11 @@ func (h *harness) mustAct(id, name string, payload any) *engine.Execution {
 }
 
 func (h *harness) view(x *engine.Execution) engine.View {
-	return h.runner.View(h.env, x, "https://example.test/env1/flowExecutions/"+x.ID)
+	v, err := h.runner.View(context.Background(), h.env, x, "https://example.test/env1/flowExecutions/"+x.ID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return v
 }
 
 func wantAPIError(t *testing.T, err error, status int, code string) *engine.Error {

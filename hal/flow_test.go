@@ -55,11 +55,11 @@ func TestStartAndGet(t *testing.T) {
 				t.Errorf("%s = %v, want %v", path, got, want)
 			}
 		}
-		if got := list(r.Body, "allowedtypes"); !reflect.DeepEqual(got, []any{"EMAIL", "SMS", "VOICE", "TOTP"}) {
+		if got := list(r.Body, "allowedtypes"); !reflect.DeepEqual(got, []any{"MOBILE", "EMAIL", "SMS", "VOICE", "TOTP"}) {
 			t.Errorf("allowedtypes = %v", got)
 		}
-		if got, ok := r.Body["applications"].([]any); !ok || len(got) != 0 {
-			t.Errorf("applications = %v, want []", r.Body["applications"])
+		if got, ok := r.Body["applications"].([]any); !ok || len(got) != 1 || got[0].(map[string]any)["id"] != "demo-authenticator" {
+			t.Errorf("applications = %v, want the demo authenticator", r.Body["applications"])
 		}
 		created, _ := time.Parse(time.RFC3339Nano, str(r.Body, "createdAt"))
 		expires, _ := time.Parse(time.RFC3339Nano, str(r.Body, "expiresAt"))

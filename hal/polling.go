@@ -30,12 +30,17 @@ const RecommendedPollInterval = 2 * time.Second
 // MaxWait is the longest Prefer: wait a poll is held for.
 const MaxWait = 30 * time.Second
 
-// pollBurst polls may come at once; then one per second is let through,
-// twice the recommended rate.
-const (
-	pollBurst  = 10
-	pollPeriod = 10 * time.Second
-)
+// defaultPollBurst polls may come at once; then one per second is let
+// through, twice the recommended rate.
+const defaultPollBurst = 10
+
+func (s *Server) pollPace() (int, time.Duration) {
+	burst := s.cfg.PollBurst
+	if burst <= 0 {
+		burst = defaultPollBurst
+	}
+	return burst, time.Duration(burst) * time.Second
+}
 
 // writeExecution renders an execution with its ETag.
 func (s *Server) writeExecution(w http.ResponseWriter, r *http.Request, env *engine.Environment, x *engine.Execution, status int) {
@@ -75,7 +80,8 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
 	if !waiting {
 		// The pace costs a round trip of its own: run it beside the read.
 		paced = make(chan error, 1)
-		go func() { paced <- s.cfg.Regulator.Pace(ctx, pollName(env.ID, id), pollBurst, pollPeriod) }()
+		burst, period := s.pollPace()
+		go func() { paced <- s.cfg.Regulator.Pace(ctx, pollName(env.ID, id), burst, period) }()
 	} else {
 		// Listen before reading, so that a write between the read and the
 		// wait is not missed.

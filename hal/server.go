@@ -53,6 +53,10 @@ type Config struct {
 	// from X-Forwarded-For. None by default: the header is ignored, since
 	// any client can send it.
 	TrustedProxies []netip.Prefix
+	// PollBurst is how many plain polls (without Prefer: wait) of one
+	// execution may come at once before they are paced to one per second;
+	// 0: the documented 10. Tests that poll after every step raise it.
+	PollBurst int
 	// Observer learns what the API does, for metrics; nil: nothing.
 	Observer Observer
 	// Metrics, when set, is served at GET /metrics (nil when the node

@@ -238,7 +238,7 @@ func (f *Factor) Pair(ctx context.Context, a factor.Pair) (factor.PairVerdict, e
 	jwk, _ := key.MarshalJSON()
 	p := a.Pending
 	part := Part{Application: d.Application, PublicKey: jwk, PushToken: pr.Device.PushToken,
-		Device: DeviceInfo{Name: pr.Device.Name, Model: pr.Device.Model, OS: pr.Device.OS, OSVersion: pr.Device.OSVersion, AppVersion: pr.Device.AppVersion},
+		Device:     DeviceInfo{Name: pr.Device.Name, Model: pr.Device.Model, OS: pr.Device.OS, OSVersion: pr.Device.OSVersion, AppVersion: pr.Device.AppVersion},
 		SealedSeed: f.Sealer.Seal([]byte(pr.Seed), p.ID), PairedAt: a.Now}
 	raw, _ := json.Marshal(part)
 	nickname := p.Nickname
@@ -296,9 +296,11 @@ func (f *Factor) Attempts(p factor.Pending, policy *mfa.Policy) factor.AttemptLi
 	return factor.AttemptLimit{Subject: p.ID, Count: policy.Mobile.OTP.Failure.Count, CoolDown: policy.Mobile.OTP.Failure.CoolDown.Std()}
 }
 
-func (f *Factor) Counted(p factor.Pending, _ *mfa.Policy, _ int, _ time.Time) factor.Pending { return p }
-func (f *Factor) Usable(factor.Pending, *mfa.Policy, time.Time) bool                        { return false }
-func (f *Factor) LockedOut(p factor.Pending, _ *mfa.Policy, _ time.Time) factor.Pending     { return p }
+func (f *Factor) Counted(p factor.Pending, _ *mfa.Policy, _ int, _ time.Time) factor.Pending {
+	return p
+}
+func (f *Factor) Usable(factor.Pending, *mfa.Policy, time.Time) bool                    { return false }
+func (f *Factor) LockedOut(p factor.Pending, _ *mfa.Policy, _ time.Time) factor.Pending { return p }
 
 // Activate: a phone is not activated with a passcode; it pairs.
 func (f *Factor) Activate(context.Context, factor.Activate) (factor.Verdict, error) {

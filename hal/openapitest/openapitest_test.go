@@ -46,6 +46,9 @@ func exchange(method, path, contentType, reqBody string, status int, respType, r
 		h.Set("Content-Type", respType)
 	}
 	h.Set("Cache-Control", "no-store")
+	if respType == halJSON {
+		h.Set("ETag", `"1-0123456789abcdef"`)
+	}
 	return openapitest.Exchange{Request: req, RequestBody: []byte(reqBody), Status: status, Header: h, Body: []byte(respBody)}
 }
 

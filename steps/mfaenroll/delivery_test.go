@@ -202,7 +202,10 @@ func stepState(t *testing.T, x *engine.Execution) state {
 // viewError is the error the client sees, or nil.
 func (h *enrollHarness) viewError(x *engine.Execution) *engine.ErrorDetail {
 	h.t.Helper()
-	v := h.runner.View(h.env, x, "")
+	v, err := h.runner.View(context.Background(), h.env, x, "")
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	if v.Status != ActivationRequired {
 		h.t.Fatalf("status %s, want %s", v.Status, ActivationRequired)
 	}
@@ -316,7 +319,7 @@ func TestRecreateAfterFailedDelivery(t *testing.T) {
 		t.Fatalf("error %+v", e)
 	}
 	x := h.mustAct(id, actions.DeviceDelete, nil)
-	if v := h.runner.View(h.env, x, ""); v.Status != DeviceEnrollmentRequired || v.Properties["error"] != nil {
+	if v, _ := h.runner.View(context.Background(), h.env, x, ""); v.Status != DeviceEnrollmentRequired || v.Properties["error"] != nil {
 		t.Fatalf("after delete: %+v", v)
 	}
 	if e := h.viewError(h.createSMS(id)); e != nil {

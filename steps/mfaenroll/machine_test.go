@@ -33,8 +33,10 @@ func TestAllowedActions(t *testing.T) {
 		{ActivationRequired, true, false, []string{activate, del}},
 		{ActivationRequired, false, true, []string{activate, resend, del}},
 		{ActivationRequired, true, true, []string{activate, resend, del}},
-		{PairingRequired, true, true, []string{del}},
-		{MobilePairingFailure, true, true, []string{del}},
+		{PairingRequired, true, true, []string{del, skip}},
+		{PairingRequired, false, false, []string{del}},
+		{MobilePairingFailure, true, true, []string{create, del, skip}},
+		{MobilePairingFailure, false, false, []string{create, del}},
 		{Enrolled, true, true, []string{}},
 		{Skipped, true, true, []string{}},
 	}

@@ -27,14 +27,14 @@ const TypeName = "MFA_DEVICE_ENROLLMENT"
 
 // Deps are the services the step uses.
 type Deps struct {
-	Devices     store.Devices         // the registry, to count a user's devices
-	PairingKeys store.PairingKeys     // the user's valid pairing keys
+	Devices     store.Devices     // the registry, to count a user's devices
+	PairingKeys store.PairingKeys // the user's valid pairing keys
 	// Applications lists the mobile applications a policy lets pair (nil:
 	// none, and MOBILE is never offered).
 	Applications ApplicationLister
-	Factors   *factor.Registry      // one factor per kind of device
-	Regulator *regulation.Regulator // attempts per user, send budgets
-	Log       zerolog.Logger
+	Factors      *factor.Registry      // one factor per kind of device
+	Regulator    *regulation.Regulator // attempts per user, send budgets
+	Log          zerolog.Logger
 }
 
 // ApplicationLister lists the mobile applications a policy lets pair.
@@ -229,7 +229,11 @@ func (s *Step) View(ctx context.Context, sc *engine.StepContext) (engine.View, e
 		// The seed's mfaSettings: what a client shows (pairing, lockout);
 		// send limits and number rules are the service's business.
 		props["mfaSettings"] = map[string]any{"pairing": sc.Env.MFASettings.Pairing, "lockout": sc.Env.MFASettings.Lockout}
-		props["applications"] = apps
+		shown := make([]map[string]string, 0, len(apps))
+		for _, a := range apps {
+			shown = append(shown, map[string]string{"id": a.ID, "name": a.Name})
+		}
+		props["applications"] = shown
 		if r.in.Email != "" {
 			props["email"] = r.in.Email
 		}

@@ -321,8 +321,11 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo envs = %+v", envs)
 	}
 	e := envs[0]
-	if got := e.DefaultPolicy().PairableTypes(); !reflect.DeepEqual(got, []mfa.DeviceType{mfa.Email, mfa.SMS, mfa.Voice, mfa.TOTP}) {
+	if got := e.DefaultPolicy().PairableTypes(); !reflect.DeepEqual(got, []mfa.DeviceType{mfa.Mobile, mfa.Email, mfa.SMS, mfa.Voice, mfa.TOTP}) {
 		t.Fatalf("demo pairable types = %v", got)
+	}
+	if a, ok := e.Application(config.DemoApplicationID); !ok || !a.Push.Enabled || a.PushTokenRequired || a.PairingKeyLifetime.Std() != 10*time.Minute {
+		t.Fatalf("demo application = %+v, %v", a, ok)
 	}
 	fl := flows[config.DemoEnvironmentID]
 	if len(fl) != 1 || fl[0].ID != config.DemoFlowID {

@@ -89,6 +89,9 @@ type Options struct {
 	Clock     *Clock       // nil: a new Clock
 	Config    *config.File // nil: the demo environment with APIKey
 	RateLimit float64      // 0: no rate limit
+	// PollBurst is hal.Config.PollBurst; 0: so many that tests polling
+	// after every step are never paced (the pacing test sets it).
+	PollBurst int
 	// TrustedProxies: peers whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
 	Log            zerolog.Logger
@@ -133,10 +136,17 @@ func New(tb testing.TB, o Options) *API {
 	}
 	env, _ := node.Runner.Environment(file.Environments[0].ID)
 	srv := hal.New(hal.Config{Runner: node.Runner, Dispatcher: node.Dispatcher, Registry: node.Registry, Regulator: node.Regulator, Store: node.Store,
-		Mobile: node.Mobile, Applications: node.Applications, Log: o.Log, RateLimit: o.RateLimit,
+		Mobile: node.Mobile, Applications: node.Applications, Log: o.Log, RateLimit: o.RateLimit, PollBurst: pollBurst(o.PollBurst),
 		TrustedProxies: o.TrustedProxies, BaseURL: "http://enrollflow.test", Observer: m, Metrics: m.Handler()})
 	return &API{Handler: Validated(tb, srv), Server: srv, Runner: node.Runner, Dispatcher: node.Dispatcher, Store: o.Store,
 		Clock: o.Clock, Outbox: outbox, Env: env, Metrics: m}
+}
+
+func pollBurst(n int) int {
+	if n == 0 {
+		return 1 << 20
+	}
+	return n
 }
 
 // Validated wraps h so that every exchange is checked against the OpenAPI
