@@ -136,7 +136,7 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, env *engine.En
 	for {
 		var selfChange <-chan time.Time
 		if !view.ChangesAt.IsZero() {
-			t := time.NewTimer(time.Until(view.ChangesAt) + 10*time.Millisecond)
+			t := time.NewTimer(view.ChangesAt.Sub(s.cfg.Runner.Now()) + 10*time.Millisecond)
 			defer t.Stop()
 			selfChange = t.C
 		}

@@ -1,5 +1,6 @@
 // Command enrollflow serves MFA device enrollment flows over a HAL+JSON
-// API (`serve`) and drives load against a running server (`bench`).
+// API (`serve`), drives load against a running server (`bench`) and plays
+// the authenticator app that pairs a phone (`pair`).
 package main
 
 import (
@@ -15,6 +16,8 @@ const usage = `enrollflow: MFA device enrollment flows over a HAL+JSON API.
 Usage:
   enrollflow serve [flags]   run the service (enrollflow serve --help for flags)
   enrollflow bench [flags]   drive full enrollments against a running server
+  enrollflow pair [flags] CODE_OR_URI
+                             play the authenticator app: pair a phone (enrollflow pair --help)
   enrollflow version         print the version, commit and Go version (also --version)
 `
 
@@ -38,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:])
 	case "bench":
 		err = bench(args[1:])
+	case "pair":
+		err = pair(args[1:], stdout)
 	case "version", "--version", "-version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "enrollflow: version: unexpected arguments %q\n", args[1:])

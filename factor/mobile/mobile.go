@@ -39,6 +39,9 @@ import (
 // QRCodeResource is the pairing QR code's name under the execution URL.
 const QRCodeResource = "pairing-qrcode.png"
 
+// IndexGrace is how long a pairing key's index entry outlives the key.
+const IndexGrace = 15 * time.Minute
+
 // MaxValidKeys is how many valid pairing keys a user holds at most; a new
 // one voids the one that expires first.
 const MaxValidKeys = 20
@@ -121,7 +124,9 @@ func (f *Factor) Begin(ctx context.Context, b factor.Begin, _ string) (factor.Pe
 	d := data{Hash: f.Hash(b.EnvID, code), ExpiresAt: b.Now.Add(app.PairingKeyLifetime.Std()), Application: appID}
 	p := factor.Pending{ID: b.ID, Type: mfa.Mobile, Nickname: b.Action.Nickname, CreatedAt: b.Now}
 	d.SealedURI = f.Sealer.Seal([]byte(PairingURI(b.BaseURL, b.EnvID, code)), p.ID)
-	if err := f.Index.PutIndex(ctx, b.EnvID, store.IndexPairingKey, d.Hash, b.ExecutionID, d.ExpiresAt); err != nil {
+	// The entry outlives the key by IndexGrace, so that an app presenting
+	// a key that just expired hears PAIRING_KEY_EXPIRED, not "unknown".
+	if err := f.Index.PutIndex(ctx, b.EnvID, store.IndexPairingKey, d.Hash, b.ExecutionID, d.ExpiresAt.Add(IndexGrace)); err != nil {
 		return factor.Pending{}, nil, engine.Unavailable(err)
 	}
 	raw, _ := json.Marshal(d)

@@ -71,6 +71,12 @@ func init() {
 		data, err := io.ReadAll(body)
 		return string(data), err
 	})
+	// A device's signed request: a compact JWS, checked as a string
+	// against the document's pattern.
+	openapi3filter.RegisterBodyDecoder("application/jose", func(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+		data, err := io.ReadAll(body)
+		return string(data), err
+	})
 }
 
 // Exchange is one request with the body it carried and the response it got.

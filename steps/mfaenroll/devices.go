@@ -476,7 +476,7 @@ func (s *Step) Resource(_ context.Context, sc *engine.StepContext, name string) 
 		return "", nil, err
 	}
 	notFound := engine.NotFound(strings.TrimSuffix(name, ".png"))
-	if r.st.Status != ActivationRequired || r.st.Pending == nil {
+	if (r.st.Status != ActivationRequired && r.st.Status != PairingRequired) || r.st.Pending == nil {
 		return "", nil, notFound
 	}
 	e, _ := s.deps.Factors.Enroller(r.st.Pending.Type)

@@ -28,6 +28,7 @@ import (
 	"github.com/enrollflow/enrollflow/hal"
 	"github.com/enrollflow/enrollflow/hal/openapitest"
 	"github.com/enrollflow/enrollflow/metrics"
+	"github.com/enrollflow/enrollflow/registry"
 	"github.com/enrollflow/enrollflow/store"
 	"github.com/enrollflow/enrollflow/store/storetest"
 )
@@ -113,6 +114,7 @@ type API struct {
 	Outbox     *Outbox
 	Env        *engine.Environment
 	Metrics    *metrics.Metrics // served at /metrics
+	Registry   *registry.Registry
 }
 
 // New wires a node the same way `enrollflow serve` does, with the
@@ -139,7 +141,7 @@ func New(tb testing.TB, o Options) *API {
 		Mobile: node.Mobile, Applications: node.Applications, Log: o.Log, RateLimit: o.RateLimit, PollBurst: pollBurst(o.PollBurst),
 		TrustedProxies: o.TrustedProxies, BaseURL: "http://enrollflow.test", Observer: m, Metrics: m.Handler()})
 	return &API{Handler: Validated(tb, srv), Server: srv, Runner: node.Runner, Dispatcher: node.Dispatcher, Store: o.Store,
-		Clock: o.Clock, Outbox: outbox, Env: env, Metrics: m}
+		Clock: o.Clock, Outbox: outbox, Env: env, Metrics: m, Registry: node.Registry}
 }
 
 func pollBurst(n int) int {
