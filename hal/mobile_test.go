@@ -91,7 +91,7 @@ func TestMobileEnrollment(t *testing.T) {
 		if err != nil || server != baseURL || env != "demo" || uriCode != code {
 			t.Errorf("pairing URI = %q (%q %q %q, %v)", str(r.Body, "pairingKey", "uri"), server, env, uriCode, err)
 		}
-		if exp, _ := time.Parse(time.RFC3339, str(r.Body, "pairingKey", "expiresAt")); !exp.Equal(n.Clock.Now().Add(10 * time.Minute).Truncate(time.Second)) && exp.Sub(n.Clock.Now()) != 10*time.Minute {
+		if exp, _ := time.Parse(time.RFC3339, str(r.Body, "pairingKey", "expiresAt")); !exp.Equal(n.Clock.Now().Add(10*time.Minute).Truncate(time.Second)) && exp.Sub(n.Clock.Now()) != 10*time.Minute {
 			t.Errorf("pairingKey.expiresAt = %s, want 10 minutes from now", str(r.Body, "pairingKey", "expiresAt"))
 		}
 		qr := n.do(http.MethodGet, path(str(r.Body, "pairingKey", "qrCode", "href")), "", "")

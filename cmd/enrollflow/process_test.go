@@ -148,9 +148,15 @@ type process struct {
 // and waits until it listens.
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
+	return startProcessWith(t, []string{"ENROLLFLOW_SECRET="}, args...)
+}
+
+// startProcessWith is startProcess with more environment variables.
+func startProcessWith(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(builtBinary(t), append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json",
 		"--outbox", t.TempDir()}, args...)...)
-	cmd.Env = append(os.Environ(), "ENROLLFLOW_API_KEY="+processKey, "ENROLLFLOW_SECRET=")
+	cmd.Env = append(append(os.Environ(), "ENROLLFLOW_API_KEY="+processKey), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
