@@ -22,6 +22,9 @@ type benchOptions struct {
 	enrollments                                                    int64
 	rate                                                           float64
 	jsonStdout                                                     bool
+	// --waiters mode: long polls instead of enrollments.
+	waiters, pairings int
+	redisURL          string
 }
 
 const benchUsage = `enrollflow bench drives full MFA enrollments (start, device.create,
@@ -57,6 +60,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "timeout of one request")
 	fs.StringVar(&o.stopAfter, "stop-after", actionActivate, "last action of each enrollment: start, device.create or device.activate; earlier ones leave executions live (to measure store memory)")
 	fs.BoolVar(&o.jsonStdout, "json", false, "print the report as JSON instead of text")
+	fs.IntVar(&o.waiters, "waiters", 0, "instead of enrollments: this many clients long-poll executions in PAIRING_REQUIRED while --pairings of them are paired")
+	fs.IntVar(&o.pairings, "pairings", 200, "with --waiters: how many of the waiting executions are paired")
+	fs.StringVar(&o.redisURL, "redis-url", "", "with --waiters: the server's Redis, to count its connections while the polls wait")
 	fs.StringVar(&o.jsonOut, "json-out", "", "also write the JSON report to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -80,6 +86,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 		return o, errors.New("bench: --warmup needs --duration")
 	case o.timeout <= 0:
 		return o, errors.New("bench: --timeout must be positive")
+	case o.waiters < 0 || o.waiters > 100_000 || o.pairings < 1:
+		return o, errors.New("bench: --waiters must be between 0 and 100000, --pairings at least 1")
 	}
 	if actionIndex(o.stopAfter) < 0 {
 		return o, fmt.Errorf("bench: --stop-after must be %s, %s or %s", actionStart, actionCreate, actionActivate)
@@ -107,6 +115,9 @@ func bench(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if o.waiters > 0 {
+		return benchWaiters(ctx, o)
+	}
 	if !o.jsonStdout {
 		fmt.Fprintf(os.Stderr, "bench: %s enrollments against %s/%s, flow %s, concurrency %d, %s\n",
 			o.deviceType, strings.TrimRight(o.url, "/"), o.env, o.flow, o.concurrency, describeBound(o))

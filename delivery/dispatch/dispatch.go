@@ -103,21 +103,7 @@ type Dispatcher struct {
 	mu        sync.Mutex
 	senders   map[senderKey]builtSender // the last sender built per channel
 	templates map[string]builtSet       // the last template set built per environment
-	recent    map[docsKey]recentDocs    // saved documents read lately, for CacheTTL
-	// generation counts the changes this node made to each kind of saved
-	// document: a list read while it changed may predate the change, and
-	// is not kept for CacheTTL.
-	generation map[docsKey]uint64
-}
-
-type docsKey struct {
-	env  string
-	kind store.Kind
-}
-
-type recentDocs struct {
-	readAt time.Time
-	docs   []store.Document
+	recent    *store.RecentDocuments    // saved documents read lately, for CacheTTL
 }
 
 type senderKey struct {
@@ -180,7 +166,7 @@ func New(o Options) (*Dispatcher, error) {
 	}
 	o.Envs = envs
 	return &Dispatcher{o: o, senders: map[senderKey]builtSender{}, templates: map[string]builtSet{},
-		recent: map[docsKey]recentDocs{}, generation: map[docsKey]uint64{}}, nil
+		recent: &store.RecentDocuments{Store: o.Store, TTL: o.CacheTTL}}, nil
 }
 
 // ComposePairing renders the device-pairing message for p from the
@@ -413,46 +399,13 @@ func problemsError(problems []templates.FieldError) error {
 }
 
 // recentDocuments lists an environment's saved documents of one kind,
-// reusing a list read less than CacheTTL ago.
-//
-// A list is kept only if this node changed nothing of the kind while it was
-// read: a read that began before a change may return the list without it,
-// and keeping that list would hide the node's own change for CacheTTL.
+// reusing a list read less than CacheTTL ago (store.RecentDocuments).
 func (d *Dispatcher) recentDocuments(ctx context.Context, envID string, kind store.Kind) ([]store.Document, error) {
-	key := docsKey{envID, kind}
-	d.mu.Lock()
-	r, ok := d.recent[key]
-	gen := d.generation[key]
-	d.mu.Unlock()
-	if ok && time.Since(r.readAt) < d.o.CacheTTL {
-		return r.docs, nil
-	}
-	// The time the read began: what it returns is at least that recent.
-	readAt := time.Now()
-	docs, err := d.o.Store.ListDocuments(ctx, envID, kind)
-	if err != nil {
-		return nil, err
-	}
-	if d.o.CacheTTL > 0 {
-		d.mu.Lock()
-		if d.generation[key] == gen {
-			d.recent[key] = recentDocs{readAt: readAt, docs: docs}
-		}
-		d.mu.Unlock()
-	}
-	return docs, nil
+	return d.recent.List(ctx, envID, kind)
 }
 
-// forget drops what recentDocuments kept of a kind after this node changed
-// it, so the change applies to the next passcode, and stops a read under
-// way from keeping what it read before the change.
-func (d *Dispatcher) forget(envID string, kind store.Kind) {
-	key := docsKey{envID, kind}
-	d.mu.Lock()
-	delete(d.recent, key)
-	d.generation[key]++
-	d.mu.Unlock()
-}
+// forget drops what recentDocuments kept of a kind after this node changed it.
+func (d *Dispatcher) forget(envID string, kind store.Kind) { d.recent.Forget(envID, kind) }
 
 // recentChannel is the channel saved through the API for a method, if any,
 // as recentDocuments last read it.

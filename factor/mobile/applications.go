@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/mfa"
@@ -29,9 +30,25 @@ type Application struct {
 // Applications are an environment's mobile applications: the configured
 // ones, and those saved through the management API (store documents,
 // kind applications), which override a configured one of the same id.
-// Nothing is cached: a saved application is seen by every node at once.
+// Every enrollment start lists them, so a node reuses what it read for
+// CacheTTL: an application saved through another node is seen within it,
+// one saved through this node at once.
 type Applications struct {
-	Store store.Documents
+	store  store.Documents
+	recent *store.RecentDocuments
+}
+
+// CacheTTL is how long a node reuses the applications saved through the
+// API (as dispatch does templates and channels).
+const CacheTTL = 2 * time.Second
+
+// NewApplications returns the catalog over st; ttl 0 is CacheTTL, a
+// negative one reads on every call.
+func NewApplications(st store.Documents, ttl time.Duration) *Applications {
+	if ttl == 0 {
+		ttl = CacheTTL
+	}
+	return &Applications{store: st, recent: &store.RecentDocuments{Store: st, TTL: ttl}}
 }
 
 // List returns the applications by id.
@@ -40,7 +57,7 @@ func (c *Applications) List(ctx context.Context, env *engine.Environment) ([]App
 	for _, a := range env.Applications {
 		byID[a.ID] = Application{Application: a, Source: SourceConfiguration}
 	}
-	docs, err := c.Store.ListDocuments(ctx, env.ID, store.KindApplication)
+	docs, err := c.recent.List(ctx, env.ID, store.KindApplication)
 	if err != nil {
 		return nil, engine.Unavailable(err)
 	}
@@ -69,16 +86,14 @@ func decodeApplication(d store.Document) (mfa.Application, error) {
 
 // Get returns one application (404 when there is none of that id).
 func (c *Applications) Get(ctx context.Context, env *engine.Environment, id string) (Application, error) {
-	d, err := c.Store.GetDocument(ctx, env.ID, store.KindApplication, id)
-	switch {
-	case err == nil:
-		a, err := decodeApplication(d)
-		return Application{Application: a, Source: SourceAPI}, err
-	case !errors.Is(err, store.ErrNotFound):
-		return Application{}, engine.Unavailable(err)
+	all, err := c.List(ctx, env)
+	if err != nil {
+		return Application{}, err
 	}
-	if a, ok := env.Application(id); ok {
-		return Application{Application: a, Source: SourceConfiguration}, nil
+	for _, a := range all {
+		if a.ID == id {
+			return a, nil
+		}
 	}
 	return Application{}, engine.NotFound("application " + id)
 }
@@ -116,11 +131,12 @@ func (c *Applications) Save(ctx context.Context, env *engine.Environment, a mfa.
 	if err != nil {
 		return false, engine.AsError(err)
 	}
-	_, getErr := c.Store.GetDocument(ctx, env.ID, store.KindApplication, a.ID)
+	_, getErr := c.store.GetDocument(ctx, env.ID, store.KindApplication, a.ID)
 	if getErr != nil && !errors.Is(getErr, store.ErrNotFound) {
 		return false, engine.Unavailable(getErr)
 	}
-	if _, err := c.Store.PutDocument(ctx, store.Document{EnvID: env.ID, Kind: store.KindApplication, ID: a.ID, Data: data}, false); err != nil {
+	defer c.recent.Forget(env.ID, store.KindApplication)
+	if _, err := c.store.PutDocument(ctx, store.Document{EnvID: env.ID, Kind: store.KindApplication, ID: a.ID, Data: data}, false); err != nil {
 		return false, engine.Unavailable(err)
 	}
 	_, configured := env.Application(a.ID)
@@ -130,10 +146,11 @@ func (c *Applications) Save(ctx context.Context, env *engine.Environment, a mfa.
 // Delete removes an application saved through the API (a configured one
 // of the same id shows again); a configured one cannot be deleted (409).
 func (c *Applications) Delete(ctx context.Context, env *engine.Environment, id string) error {
-	_, err := c.Store.GetDocument(ctx, env.ID, store.KindApplication, id)
+	_, err := c.store.GetDocument(ctx, env.ID, store.KindApplication, id)
 	switch {
 	case err == nil:
-		if err := c.Store.DeleteDocument(ctx, env.ID, store.KindApplication, id); err != nil {
+		defer c.recent.Forget(env.ID, store.KindApplication)
+		if err := c.store.DeleteDocument(ctx, env.ID, store.KindApplication, id); err != nil {
 			return engine.Unavailable(err)
 		}
 		return nil

@@ -107,7 +107,7 @@ func Build(o Options) (*Node, error) {
 	warnMissingChannels(o.Log, envs, deliveryEnvs)
 	totpFactor := &totp.Factor{Sealer: sealer}
 	otpFactor := &otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)}
-	apps := &mobile.Applications{Store: st}
+	apps := mobile.NewApplications(st, 0)
 	mobileFactor := &mobile.Factor{Sealer: sealer, KeyHash: keys.PairingKey, Applications: apps, Index: st}
 	factors := factor.NewRegistry(otpFactor, totpFactor, mobileFactor)
 	regulator := regulation.New(st, keys.AddressKey)
