@@ -120,3 +120,32 @@ func TestMetricsOfAnEnrollment(t *testing.T) {
 		}
 	})
 }
+
+// TestMetricsOfPairingsAndLongPolls: pairings are counted by outcome, long
+// polls by result, and the waiting gauge goes back to zero.
+func TestMetricsOfPairingsAndLongPolls(t *testing.T) {
+	n := newNode(t, &backend{t: t, name: "memory"}, apptest.Options{})
+	before, _ := n.scrape()
+	id := n.start("metered")
+	code := pairingCode(t, n.createMobile(id, demoApp))
+	mustStatus(t, n.do(http.MethodGet, execPath+"/"+id, "", "", "Prefer", "wait=1"), http.StatusOK) // times out
+	mustError(t, n.pair("999999999999", demoApp, newPhone(t)), http.StatusNotFound, "PAIRING_KEY_NOT_FOUND")
+	mustStatus(t, n.pair(code, demoApp, newPhone(t)), http.StatusCreated)
+	mustError(t, n.pair(code, demoApp, newPhone(t)), http.StatusConflict, "PAIRING_KEY_USED")
+	after, _ := n.scrape()
+	for s, want := range map[string]float64{
+		`enrollflow_mobile_pairings_total{outcome="ok"}`:                    1,
+		`enrollflow_mobile_pairings_total{outcome="pairing_key_not_found"}`: 1,
+		`enrollflow_mobile_pairings_total{outcome="pairing_key_used"}`:      1,
+		`enrollflow_long_polls_total{result="timeout"}`:                     1,
+		`enrollflow_enrollments_total{result="ENROLLED",type="MOBILE"}`:     1,
+	} {
+		if d := after[s] - before[s]; d != want {
+			t.Errorf("%s moved by %v, want %v", s, d, want)
+		}
+	}
+	r := n.do(http.MethodGet, "/metrics", "", "")
+	if !strings.Contains(string(r.Raw), "\nenrollflow_long_polls_waiting 0\n") {
+		t.Errorf("enrollflow_long_polls_waiting is not back to 0")
+	}
+}

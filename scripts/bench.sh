@@ -3,7 +3,8 @@
 # bench-load): the memory store, then a throw-away Redis. For each store:
 # TOTP at maximum throughput, TOTP at half that rate (open loop, for p99),
 # and EMAIL with passcodes read from the outbox. On Redis also the commands
-# (round trips) per action and the Redis memory per live execution.
+# (round trips) per action, the Redis memory per live execution, and long
+# polls (1,000 and 10,000 waiters on one node while pairings complete).
 #
 # Everything runs on loopback: servers on free ports found here, never
 # Redis's 6379. All processes started here are stopped on exit. Exits
@@ -11,7 +12,8 @@
 #
 # Tunables (environment): BENCH_DURATION (10s), BENCH_WARMUP (1s),
 # BENCH_CONCURRENCY (32), BENCH_EMAIL_CONCURRENCY (16),
-# BENCH_LIVE_EXECUTIONS (10000), BENCH_OUT (a directory to keep the JSON
+# BENCH_LIVE_EXECUTIONS (10000), BENCH_WAITERS ("1000 10000": the long-poll
+# runs), BENCH_OUT (a directory to keep the JSON
 # reports and logs in; default: a temporary one, removed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -302,6 +304,22 @@ done
 MEMORY_LINE="used_memory +$((after - before)) bytes for $added executions: $per_exec bytes per live execution (MEMORY USAGE of $n keys: mean $((usage_sum / n)) bytes, of which execution JSON $((data_sum / n)) bytes)"
 echo "  $MEMORY_LINE"
 
+# --- long polls -------------------------------------------------------------
+# N clients long-poll executions in PAIRING_REQUIRED while 200 of them are
+# paired: wake-up latency, and what waiting costs the server and Redis.
+WAITERS=${BENCH_WAITERS:-1000 10000}
+WAITER_LINES=()
+stop_server
+rcli flushall >/dev/null
+start_server redis-waiters --redis-url "redis://127.0.0.1:$REDIS_PORT/0"
+for n in $WAITERS; do
+  echo
+  echo "== redis: $n long polls while 200 pairings complete"
+  run_fg "$BIN" bench --url "$URL" --waiters "$n" --pairings 200 --concurrency 32 \
+    --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --json-out "$work/waiters-$n.json" | tee "$work/waiters-$n.txt"
+  WAITER_LINES+=("$n waiters: $(tr '\n' ';' <"$work/waiters-$n.txt" | tr -s ' ')")
+done
+
 # --- summary --------------------------------------------------------------
 echo
 echo "== summary"
@@ -316,3 +334,4 @@ for entry in "${LABELS[@]}"; do
 done
 for line in "${ROUND_TRIPS[@]}"; do echo "redis round trips, $line"; done
 echo "redis memory: $MEMORY_LINE"
+for line in "${WAITER_LINES[@]}"; do echo "long polls, $line"; done
