@@ -62,9 +62,14 @@ func TestApplications(t *testing.T) {
 		code := pairingCode(t, n.createMobile(id, "api-app"))
 		mustStatus(t, n.pair(code, "api-app", newPhone(t)), http.StatusCreated)
 
+		pending := n.start("app-user-3")
+		pendingCode := pairingCode(t, n.createMobile(pending, "api-app"))
+
 		// A configured application can be overridden, not deleted.
 		mustError(t, n.admin(http.MethodDelete, apps+"/"+demoApp, ""), http.StatusConflict, "ACTION_NOT_ALLOWED")
 		mustStatus(t, n.admin(http.MethodDelete, apps+"/api-app", ""), http.StatusNoContent)
+		// Its keys pair no more phones.
+		mustError(t, n.pair(pendingCode, "api-app", newPhone(t)), http.StatusBadRequest, "APPLICATION_MISMATCH")
 		mustError(t, n.admin(http.MethodDelete, apps+"/api-app", ""), http.StatusNotFound, "NOT_FOUND")
 		other := n.start("app-user-2")
 		mustError(t, n.createMobile(other, "api-app"), http.StatusBadRequest, "INVALID_DATA", detail{"application.id", "INVALID_VALUE"})

@@ -244,9 +244,16 @@ func (s *Server) verifySigned(r *http.Request, env *engine.Environment, deviceID
 	if err != nil {
 		return verifiedRequest{}, err
 	}
-	denied := func(code, msg string) error {
+	// Every refusal reads the same but for the replay: whether a device
+	// exists, is of another user, or its key did not verify is for the
+	// log, not for the caller.
+	denied := func(code, why string) error {
+		msg := "is not a fresh request signed by the device's key"
+		if code == DetailReplayed {
+			msg = "this request (its jti) was seen before"
+		}
 		return &engine.Error{Status: http.StatusUnauthorized, Code: engine.CodeAccessFailed,
-			Message: "The request is not signed by this device: " + msg,
+			Message: "The request is not signed by this device.", Cause: errors.New(why),
 			Details: []engine.ErrorDetail{{Code: code, Target: "signature", Message: msg}}}
 	}
 	signed, err := mobile.ParseSigned(strings.TrimSpace(string(body)))
@@ -274,7 +281,7 @@ func (s *Server) verifySigned(r *http.Request, env *engine.Environment, deviceID
 	if err != nil {
 		return verifiedRequest{}, denied(DetailInvalidSignature, err.Error())
 	}
-	first, err := s.cfg.Regulator.Once(r.Context(), env.ID+":"+deviceID+":"+claims.ID, 2*mobile.ClockSkew)
+	first, err := s.cfg.Regulator.Once(r.Context(), env.ID+":"+deviceID+":"+claims.ID, mobile.ReplayWindow)
 	if err != nil {
 		return verifiedRequest{}, err
 	}

@@ -391,3 +391,52 @@ func TestPairingGuesses(t *testing.T) {
 		}
 	})
 }
+
+// TestPairingEdges: what an attacker of the mobile side tries.
+func TestPairingEdges(t *testing.T) {
+	forEachStore(t, func(t *testing.T, b *backend) {
+		n := newNode(t, b, apptest.Options{})
+
+		t.Run("one execution makes at most ten pairing keys", func(t *testing.T) {
+			id := n.start("looper")
+			for i := 0; i < 10; i++ {
+				pairingCode(t, n.createMobile(id, demoApp))
+				mustState(t, n.act(id, ctDelete, ""), "DEVICE_ENROLLMENT_REQUIRED")
+			}
+			n.unchanged(id, func() {
+				mustError(t, n.createMobile(id, demoApp), http.StatusTooManyRequests, "REQUEST_LIMITED")
+			})
+		})
+
+		t.Run("an expired key presented again writes nothing", func(t *testing.T) {
+			id := n.start("late-again")
+			code := pairingCode(t, n.createMobile(id, demoApp))
+			n.Clock.Advance(10*time.Minute + time.Second)
+			mustError(t, n.pair(code, demoApp, newPhone(t)), http.StatusGone, "PAIRING_KEY_EXPIRED")
+			n.unchanged(id, func() {
+				mustError(t, n.pair(code, demoApp, newPhone(t)), http.StatusGone, "PAIRING_KEY_EXPIRED")
+			})
+		})
+
+		t.Run("a signed request does not tell an unknown device from a bad signature", func(t *testing.T) {
+			id := n.start("oracle")
+			k := newPhone(t)
+			mustStatus(t, n.pair(pairingCode(t, n.createMobile(id, demoApp)), demoApp, k), http.StatusCreated)
+			pushPath := "/demo/mobile/devices/" + k.DeviceID + "/pushToken"
+			forger := newPhone(t)
+			forger.DeviceID, forger.UserID = k.DeviceID, k.UserID
+			bad, _ := forger.Sign(http.MethodPut, pushPath, n.Clock.Now(), map[string]any{"pushToken": "x"})
+			stranger := newPhone(t)
+			stranger.DeviceID, stranger.UserID = k.DeviceID, "nobody"
+			unknown, _ := stranger.Sign(http.MethodPut, pushPath, n.Clock.Now(), map[string]any{"pushToken": "x"})
+			a := n.do(http.MethodPut, pushPath, "application/jose", bad)
+			c := n.do(http.MethodPut, pushPath, "application/jose", unknown)
+			mustStatus(t, a, http.StatusUnauthorized)
+			mustStatus(t, c, http.StatusUnauthorized)
+			if str(a.Body, "message") != str(c.Body, "message") || str(list(a.Body, "details")[0], "message") != str(list(c.Body, "details")[0], "message") {
+				t.Errorf("the answers differ:\n%s\n%s", a, c)
+			}
+		})
+
+	})
+}

@@ -21,8 +21,10 @@ import (
 // holds the request until the execution is written on any node (the
 // store's change notifications), its view changes by itself, or N seconds
 // pass, and says Preference-Applied. Without wait, polls are paced per
-// execution: RecommendedPollInterval, with a burst; a client polling much
-// faster gets 429 with Retry-After, as RFC 8628's slow_down.
+// execution, long ones too: RecommendedPollInterval, with a burst; a
+// client polling much faster gets 429 with Retry-After, as RFC 8628's
+// slow_down. A long poll that waits costs one unit per wait (30 s at
+// most), so pacing bounds the waiters one execution can hold as well.
 
 // RecommendedPollInterval is the documented interval of a plain poll.
 const RecommendedPollInterval = 2 * time.Second
@@ -76,20 +78,18 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := s.executionID(r)
 	wait, waiting := preferWait(r.Header)
-	var paced chan error
-	if !waiting {
-		// The pace costs a round trip of its own: run it beside the read.
-		paced = make(chan error, 1)
-		burst, period := s.pollPace()
-		go func() { paced <- s.cfg.Regulator.Pace(ctx, pollName(env.ID, id), burst, period) }()
-	} else {
+	// Every poll is paced, a long one too: one answered at once (a stale
+	// If-None-Match) is a plain poll by another name. The pace costs a
+	// round trip of its own: run it beside the read.
+	paced := make(chan error, 1)
+	burst, period := s.pollPace()
+	go func() { paced <- s.cfg.Regulator.Pace(ctx, pollName(env.ID, id), burst, period) }()
+	if waiting {
 		// Listen before reading, so that a write between the read and the
 		// wait is not missed.
 		changed, cancel := s.cfg.Store.WatchExecution(env.ID, id)
 		defer cancel()
-		s.cfg.Observer.Waiting(1)
-		defer s.cfg.Observer.Waiting(-1)
-		s.longPoll(w, r, env, id, wait, changed)
+		s.longPoll(w, r, env, id, wait, changed, paced)
 		return
 	}
 	x, err := s.cfg.Runner.Get(ctx, env, id)
@@ -111,13 +111,19 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
 
 // longPoll answers once the execution differs from what the client has
 // (its If-None-Match, else what it is now), or when wait is over.
-func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, env *engine.Environment, id string, wait time.Duration, changed <-chan struct{}) {
+func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, env *engine.Environment, id string, wait time.Duration, changed <-chan struct{}, paced <-chan error) {
 	ctx := r.Context()
 	x, err := s.cfg.Runner.Get(ctx, env, id)
+	if perr := <-paced; perr != nil {
+		s.writeError(w, r, perr)
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	s.cfg.Observer.Waiting(1)
+	defer s.cfg.Observer.Waiting(-1)
 	body, etag, view, err := s.executionBody(r, env, x)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -110,8 +110,8 @@ func TestLongPollWakesOnExpiry(t *testing.T) {
 	})
 }
 
-// TestPollPacing: plain polls faster than the documented pace get 429
-// SLOW_DOWN with Retry-After; long polls are not paced.
+// TestPollPacing: polls faster than the documented pace get 429
+// SLOW_DOWN with Retry-After, long polls answered at once too.
 func TestPollPacing(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b *backend) {
 		n := newNode(t, b, apptest.Options{PollBurst: 3})
@@ -124,7 +124,8 @@ func TestPollPacing(t *testing.T) {
 		if r.Header.Get("Retry-After") == "" {
 			t.Errorf("no Retry-After")
 		}
-		mustStatus(t, n.do(http.MethodGet, execPath+"/"+id, "", "", "Prefer", "wait=1", "If-None-Match", `"0-0000000000000000"`), http.StatusOK)
+		mustError(t, n.do(http.MethodGet, execPath+"/"+id, "", "", "Prefer", "wait=1", "If-None-Match", `"0-0000000000000000"`),
+			http.StatusTooManyRequests, "REQUEST_LIMITED", detail{"poll", "SLOW_DOWN"})
 		// Another execution has its own pace.
 		mustStatus(t, n.get(n.start("patient")), http.StatusOK)
 	})

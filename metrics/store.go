@@ -174,7 +174,7 @@ func (s *instrumentedStore) PairingKeyValid(ctx context.Context, envID, userID, 
 	return s.next.PairingKeyValid(ctx, envID, userID, hash)
 }
 
-func (s *instrumentedStore) PutIndex(ctx context.Context, envID string, name store.IndexName, key, value string, expiresAt time.Time) (err error) {
+func (s *instrumentedStore) PutIndex(ctx context.Context, envID string, name store.IndexName, key, value string, expiresAt time.Time) (created bool, err error) {
 	defer func(start time.Time) { s.observe("put_index", start, err) }(time.Now())
 	return s.next.PutIndex(ctx, envID, name, key, value, expiresAt)
 }

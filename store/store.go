@@ -111,8 +111,8 @@ const (
 	// a right code settles what was counted before it was judged.
 	Settle
 	// AddPairingKey adds Write.PairingKey to the valid pairing keys of
-	// Device's user, forgetting expired ones and voiding the oldest beyond
-	// PairingKey.Max.
+	// Device's user, forgetting expired ones and voiding, beyond
+	// PairingKey.Max, those that expire first (never the one added).
 	AddPairingKey
 	// ClaimPairingKey takes Write.PairingKey out of the user's valid keys:
 	// ErrConflict when it is not among them (voided, expired or claimed
@@ -288,8 +288,11 @@ type PairingKeys interface {
 // user's slot, so they are hints: a lookup must check that what it finds
 // still holds the value.
 type Indexes interface {
-	// PutIndex maps key to value in the index name until expiresAt.
-	PutIndex(ctx context.Context, envID string, name IndexName, key, value string, expiresAt time.Time) error
+	// PutIndex maps key to value in the index name until expiresAt,
+	// unless key is mapped already (to a live entry): then it changes
+	// nothing and reports false, so that two records can never share a
+	// key (the caller makes another key).
+	PutIndex(ctx context.Context, envID string, name IndexName, key, value string, expiresAt time.Time) (created bool, err error)
 	// GetIndex returns the value, or ErrNotFound.
 	GetIndex(ctx context.Context, envID string, name IndexName, key string) (string, error)
 }

@@ -39,6 +39,9 @@ import (
 // QRCodeResource is the pairing QR code's name under the execution URL.
 const QRCodeResource = "pairing-qrcode.png"
 
+// maxKeyAttempts bounds the new keys tried when one collides.
+const maxKeyAttempts = 8
+
 // IndexGrace is how long a pairing key's index entry outlives the key.
 const IndexGrace = 15 * time.Minute
 
@@ -117,17 +120,32 @@ func (f *Factor) Begin(ctx context.Context, b factor.Begin, _ string) (factor.Pe
 		}
 		return factor.Pending{}, nil, err
 	}
-	code, err := NewPairingKey(b.Settings.Pairing.PairingKeyFormat)
-	if err != nil {
-		return factor.Pending{}, nil, engine.AsError(err)
-	}
-	d := data{Hash: f.Hash(b.EnvID, code), ExpiresAt: b.Now.Add(app.PairingKeyLifetime.Std()), Application: appID}
 	p := factor.Pending{ID: b.ID, Type: mfa.Mobile, Nickname: b.Action.Nickname, CreatedAt: b.Now}
-	d.SealedURI = f.Sealer.Seal([]byte(PairingURI(b.BaseURL, b.EnvID, code)), p.ID)
-	// The entry outlives the key by IndexGrace, so that an app presenting
-	// a key that just expired hears PAIRING_KEY_EXPIRED, not "unknown".
-	if err := f.Index.PutIndex(ctx, b.EnvID, store.IndexPairingKey, d.Hash, b.ExecutionID, d.ExpiresAt.Add(IndexGrace)); err != nil {
-		return factor.Pending{}, nil, engine.Unavailable(err)
+	expires := b.Now.Add(app.PairingKeyLifetime.Std())
+	// The index entry is created only where there is none: a key that
+	// collides with a live one (of any user) is never handed out, so the
+	// index cannot point two executions' pairings at one.
+	var d data
+	for attempt := 0; ; attempt++ {
+		code, err := NewPairingKey(b.Settings.Pairing.PairingKeyFormat)
+		if err != nil {
+			return factor.Pending{}, nil, engine.AsError(err)
+		}
+		d = data{Hash: f.Hash(b.EnvID, code), ExpiresAt: expires, Application: appID,
+			SealedURI: f.Sealer.Seal([]byte(PairingURI(b.BaseURL, b.EnvID, code)), p.ID)}
+		// The entry outlives the key by IndexGrace, so that an app
+		// presenting a key that just expired hears PAIRING_KEY_EXPIRED,
+		// not "unknown".
+		created, err := f.Index.PutIndex(ctx, b.EnvID, store.IndexPairingKey, d.Hash, b.ExecutionID, expires.Add(IndexGrace))
+		if err != nil {
+			return factor.Pending{}, nil, engine.Unavailable(err)
+		}
+		if created {
+			break
+		}
+		if attempt == maxKeyAttempts {
+			return factor.Pending{}, nil, engine.AsError(fmt.Errorf("mobile: %d pairing keys in a row collided with live ones", maxKeyAttempts+1))
+		}
 	}
 	raw, _ := json.Marshal(d)
 	p.Data = raw
@@ -228,11 +246,17 @@ func (f *Factor) Pair(ctx context.Context, a factor.Pair) (factor.PairVerdict, e
 		return factor.PairVerdict{Failure: factor.PairingFailure(http.StatusBadRequest, factor.ApplicationMismatch,
 			fmt.Sprintf("The pairing key was made for another application than %q; pair with the app it was made for.", pr.ApplicationID))}, nil
 	}
+	// The application is judged as it is now: one deleted, or no longer
+	// allowed by the policy, pairs no more phones with the keys made for it.
 	app, err := f.Applications.Get(ctx, a.Env, d.Application)
 	if err != nil && engine.AsError(err).Status != http.StatusNotFound {
 		return factor.PairVerdict{}, err
 	}
-	if err == nil && app.PushTokenRequired && pr.Device.PushToken == "" {
+	if err != nil || !a.Policy.Mobile.Allows(d.Application) || !a.Policy.Pairable(mfa.Mobile) {
+		return factor.PairVerdict{Failure: factor.PairingFailure(http.StatusBadRequest, factor.ApplicationMismatch,
+			fmt.Sprintf("Application %q may no longer pair devices here.", d.Application))}, nil
+	}
+	if app.PushTokenRequired && pr.Device.PushToken == "" {
 		return factor.PairVerdict{Failure: factor.PairingFailure(http.StatusBadRequest, factor.PushTokenRequired,
 			"This application must register a push token to pair; allow notifications and try again.")}, nil
 	}

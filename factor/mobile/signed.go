@@ -26,9 +26,14 @@ import (
 const SignedRequestType = "enrollflow-device+jwt"
 
 // ClockSkew is how far a signed request's iat may be from the server's
-// clock; a jti is remembered twice as long, so that a replay inside the
-// window is caught and one outside it is refused for its age.
-const ClockSkew = 60 * time.Second
+// clock. A jti is remembered for ReplayWindow: the 2×ClockSkew in which
+// one node accepts it, plus a minute for the clocks of nodes (which check
+// iat) and Redis (which remembers the jti) to differ. A replay inside the
+// window is caught; one outside it is refused for its age.
+const (
+	ClockSkew    = 60 * time.Second
+	ReplayWindow = 2*ClockSkew + time.Minute
+)
 
 // Claims are a signed request's payload.
 type Claims struct {

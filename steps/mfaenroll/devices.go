@@ -93,6 +93,13 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if err := r.createGuard(ctx, t, address); err != nil {
 		return nil, err
 	}
+	if e.Activation() == factor.ByPairing {
+		// A pairing key costs no send budget, but each leaves an index
+		// entry behind: the step's cap bounds them as it bounds passcodes.
+		if err := r.sendLimitGuard(); err != nil {
+			return nil, err
+		}
+	}
 	// The device count and the send budgets are two round trips that do
 	// not depend on each other: run them at once.
 	var n int
@@ -129,6 +136,7 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	out := &engine.Outcome{Writes: r.voidPairingKey()}
 	r.st.Pending, r.st.PairingError = &pending, nil
 	if pr, ok := s.pairer(&pending); ok {
+		r.st.Sent++
 		// The new key joins the user's valid keys with the execution that
 		// holds it, in one commit; its index entry was written before.
 		key := pr.PairingKey(pending)
@@ -443,12 +451,13 @@ func (r *run) createGuard(ctx context.Context, t mfa.DeviceType, address string)
 }
 
 // maxPasscodes bounds what one enrollment step can send, whatever the
-// addresses: an execution id must not become a way to spam.
+// addresses, and the pairing keys it makes: an execution id must not
+// become a way to spam or to fill the store.
 const maxPasscodes = 10
 
 func (r *run) sendLimitGuard() error {
 	if r.st.Sent >= maxPasscodes {
-		return engine.LimitReached(fmt.Sprintf("This enrollment has sent the maximum of %d passcodes; start a new one.", maxPasscodes))
+		return engine.LimitReached(fmt.Sprintf("This enrollment has sent the maximum of %d passcodes and pairing keys; start a new one.", maxPasscodes))
 	}
 	return nil
 }

@@ -35,8 +35,13 @@ func (s *Step) pair(ctx context.Context, r *run, m machine, p *actions.Pairing) 
 	case PairingRequired:
 	case MobilePairingFailure:
 		if e := r.st.PairingError; e != nil && e.Code == factor.PairingKeyExpired {
-			// Expired while nobody tried: record it, and answer it.
-			return s.pairingFailed(r, m, factor.PairingFailure(http.StatusGone, factor.PairingKeyExpired, e.Message))
+			expired := factor.PairingFailure(http.StatusGone, factor.PairingKeyExpired, e.Message)
+			if r.keyExpired {
+				// Expired while nobody tried: record it (the key is spent),
+				// and answer it.
+				return s.pairingFailed(r, m, expired)
+			}
+			return nil, expired // recorded already: nothing to write
 		}
 		return nil, factor.PairingFailure(http.StatusConflict, factor.PairingKeyUsed, "This pairing key was used already; start the enrollment again for a new one.")
 	default:

@@ -92,6 +92,9 @@ type run struct {
 	policy *mfa.Policy
 	in     input
 	st     state
+	// keyExpired: the pending pairing key expired since the state was
+	// saved (the state shows MOBILE_PAIRING_FAILURE without a write).
+	keyExpired bool
 }
 
 func (s *Step) load(sc *engine.StepContext) (*run, error) {
@@ -115,6 +118,7 @@ func (s *Step) load(sc *engine.StepContext) (*run, error) {
 	if pr, ok := s.pairer(r.st.Pending); ok && r.st.Status == PairingRequired && !sc.Now.Before(pr.ExpiresAt(*r.st.Pending)) {
 		r.st.Status = MobilePairingFailure
 		r.st.PairingError = &engine.ErrorDetail{Code: factor.PairingKeyExpired, Message: expiredMessage}
+		r.keyExpired = true
 	}
 	return r, nil
 }

@@ -169,7 +169,8 @@ func (s *Store) Commit(_ context.Context, exec store.Execution, writes ...store.
 }
 
 // addPairingKeyLocked adds a valid key, forgets expired ones and voids
-// those that expire first beyond the limit, as the Redis script does.
+// those that expire first beyond the limit (never the new one), as the
+// Redis script does.
 func (s *Store) addPairingKeyLocked(uk string, k store.PairingKey) {
 	keys := s.pairingKeys[uk]
 	if keys == nil {
@@ -186,6 +187,9 @@ func (s *Store) addPairingKeyLocked(uk string, k store.PairingKey) {
 	for k.Max > 0 && len(keys) > k.Max {
 		first, firstExp := "", time.Time{}
 		for h, exp := range keys {
+			if h == k.Hash { // never the key being added
+				continue
+			}
 			if first == "" || exp.Before(firstExp) || (exp.Equal(firstExp) && h < first) {
 				first, firstExp = h, exp
 			}
@@ -205,11 +209,15 @@ func indexKey(envID string, name store.IndexName, key string) string {
 	return envID + "/" + string(name) + "/" + key
 }
 
-func (s *Store) PutIndex(_ context.Context, envID string, name store.IndexName, key, value string, expiresAt time.Time) error {
+func (s *Store) PutIndex(_ context.Context, envID string, name store.IndexName, key, value string, expiresAt time.Time) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.indexes[indexKey(envID, name, key)] = indexEntry{value: value, expiresAt: expiresAt}
-	return nil
+	k := indexKey(envID, name, key)
+	if e, ok := s.indexes[k]; ok && s.now().Before(e.expiresAt) {
+		return false, nil
+	}
+	s.indexes[k] = indexEntry{value: value, expiresAt: expiresAt}
+	return true, nil
 }
 
 func (s *Store) GetIndex(_ context.Context, envID string, name store.IndexName, key string) (string, error) {

@@ -3,7 +3,9 @@ package redis
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -22,13 +24,29 @@ func (s *Store) PairingKeyValid(ctx context.Context, envID, userID, hash string)
 	return int64(exp) > s.nowMs(), nil
 }
 
-func (s *Store) PutIndex(ctx context.Context, envID string, name store.IndexName, key, value string, expiresAt time.Time) error {
-	// The entry expires with what it points at (EXAT, rounded up to the
-	// second); the value carries the expiry in milliseconds too, so that
-	// an injected clock is obeyed as for executions.
-	err := s.client.SetArgs(ctx, s.indexKey(envID, name, key), strconv.FormatInt(expiresAt.UnixMilli(), 10)+":"+value,
-		goredis.SetArgs{ExpireAt: expiresAt.Add(time.Second)}).Err()
-	return unavailableOrNil(err)
+// putIndexScript: KEYS[1] the entry; ARGV now, value ("<expiry ms>:<v>"),
+// expiry ms. A live entry is kept (0); else the value is set (1). The
+// value carries its expiry so that an injected clock is obeyed, as for
+// executions; PEXPIREAT lets Redis drop it.
+var putIndexScript = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+	local sep = string.find(cur, ':', 1, true)
+	if sep and tonumber(string.sub(cur, 1, sep - 1)) > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 1
+`)
+
+func (s *Store) PutIndex(ctx context.Context, envID string, name store.IndexName, key, value string, expiresAt time.Time) (bool, error) {
+	exp := expiresAt.UnixMilli()
+	n, err := putIndexScript.Run(ctx, s.client, []string{s.indexKey(envID, name, key)},
+		s.nowMs(), strconv.FormatInt(exp, 10)+":"+value, exp).Int()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return n == 1, nil
 }
 
 func (s *Store) GetIndex(ctx context.Context, envID string, name store.IndexName, key string) (string, error) {
@@ -57,13 +75,6 @@ func cutVersion(val string) (int64, string, bool) {
 	return 0, "", false
 }
 
-func unavailableOrNil(err error) error {
-	if err == nil {
-		return nil
-	}
-	return unavailable(err)
-}
-
 // WatchExecution registers a waiter with this node's hub. The node's one
 // subscription to the changes channel starts with the first waiter and
 // lives until Close: ten thousand waiters are ten thousand channels in a
@@ -81,45 +92,69 @@ func (s *Store) WatchExecution(envID, id string) (<-chan struct{}, func()) {
 // Waiting is the number of long polls waiting on this node (for metrics).
 func (s *Store) Waiting() int { return s.hub.Waiting() }
 
+// watchPing is how long the subscription may be silent before it is
+// pinged; a ping unanswered for as long means the connection is dead
+// (half-open connections send no error), and it is replaced.
+const watchPing = 15 * time.Second
+
 func (s *Store) startWatching() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.watchDone = make(chan struct{})
+	var mu sync.Mutex
 	ps := s.client.Subscribe(ctx, s.changesChannel())
+	current := func() *goredis.PubSub { mu.Lock(); defer mu.Unlock(); return ps }
 	// A blocked Receive does not watch its context; closing the
 	// subscription is what ends it.
-	s.stopWatch = func() { cancel(); _ = ps.Close() }
+	s.stopWatch = func() { cancel(); _ = current().Close() }
 	go func() {
 		defer close(s.watchDone)
 		backoff := 50 * time.Millisecond
+		pinged := false
 		for {
-			msg, err := ps.Receive(ctx)
+			sub := current()
+			msg, err := sub.ReceiveTimeout(ctx, watchPing)
 			if ctx.Err() != nil {
 				return
 			}
 			switch m := msg.(type) {
 			case *goredis.Message:
 				s.hub.Notify(m.Payload)
-				backoff = 50 * time.Millisecond
+				backoff, pinged = 50*time.Millisecond, false
 				continue
 			case *goredis.Subscription:
 				// (Re)subscribed: what was published while the connection
 				// was down is lost, so every waiter reads again.
 				s.hub.NotifyAll()
+				pinged = false
 				continue
 			case *goredis.Pong:
+				pinged = false
 				continue
 			}
-			if err != nil {
-				// go-redis reconnects and subscribes again on the next
-				// Receive; until then nothing can be heard.
-				s.hub.NotifyAll()
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if !pinged {
+					pinged = sub.Ping(ctx) == nil
+					if pinged {
+						continue
+					}
 				}
-				backoff = min(2*backoff, 2*time.Second)
+				// Silent after a ping: a dead connection. Subscribe anew.
+				_ = sub.Close()
+				mu.Lock()
+				ps = s.client.Subscribe(ctx, s.changesChannel())
+				mu.Unlock()
+				pinged = false
 			}
+			// go-redis reconnects and subscribes again on the next Receive;
+			// until then nothing can be heard.
+			s.hub.NotifyAll()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
 		}
 	}()
 }

@@ -364,7 +364,16 @@ for i = 1, writes do
 		redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
 		redis.call('ZADD', key, ARGV[b + 3], ARGV[b + 2])
 		local n = redis.call('ZCARD', key)
-		if max > 0 and n > max then redis.call('ZPOPMIN', key, n - max) end
+		if max > 0 and n > max then
+			-- Void the ones that expire first, never the key being added.
+			local drop = n - max
+			for _, h in ipairs(redis.call('ZRANGE', key, 0, drop)) do
+				if drop > 0 and h ~= ARGV[b + 2] then
+					redis.call('ZREM', key, h)
+					drop = drop - 1
+				end
+			end
+		end
 		local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
 		redis.call('PEXPIREAT', key, last[2])
 	elseif op == 6 or op == 7 then

@@ -402,3 +402,80 @@ func TestRegulationExpires(t *testing.T) {
 		t.Errorf("TTL %v, want Forget (1 h)", ttl)
 	}
 }
+
+// TestWatchSurvivesReconnects: when the node's subscription is cut (its
+// connection killed, or Redis restarted), every waiter is woken to read
+// again, since what was published meanwhile is lost; and once subscribed
+// again, writes wake their waiters as before.
+func TestWatchSurvivesReconnects(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, nil)
+	defer s.Close()
+	ctx := context.Background()
+	exec := store.Execution{EnvID: "env1", ID: store.NewExecutionID("env1", "alice"), Version: 1,
+		ExpiresAt: time.Now().Add(time.Hour), Data: []byte("v1")}
+	if err := s.CreateExecution(ctx, exec); err != nil {
+		t.Fatal(err)
+	}
+	changed, cancel := s.WatchExecution("env1", exec.ID)
+	defer cancel()
+	drain := func(within time.Duration) bool {
+		select {
+		case <-changed:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	// settle waits out the wake-ups of a (re)subscription: the waiter is
+	// then quiet, and only a write can wake it.
+	settle := func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); drain(500 * time.Millisecond); {
+			if time.Now().After(deadline) {
+				t.Fatal("the waiter is woken again and again")
+			}
+		}
+	}
+	settle()
+	update := func() {
+		t.Helper()
+		exec.Version++
+		for i := 0; ; i++ { // just after a restart a call may still fail
+			err := s.UpdateExecution(ctx, exec)
+			if err == nil {
+				return
+			}
+			if i == 50 {
+				t.Fatalf("UpdateExecution: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	if err := rawClient(t, srv).ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !drain(5 * time.Second) {
+		t.Fatal("a killed subscription did not wake the waiter")
+	}
+	settle()
+	update()
+	if !drain(5 * time.Second) {
+		t.Fatal("not woken by a write after the subscription came back")
+	}
+
+	srv.Restart()
+	if !drain(10 * time.Second) {
+		t.Fatal("a Redis restart did not wake the waiter")
+	}
+	if err := s.CreateExecution(ctx, store.Execution{EnvID: exec.EnvID, ID: exec.ID, Version: 1, ExpiresAt: exec.ExpiresAt, Data: []byte("v1")}); err != nil {
+		t.Fatal(err) // the restart lost everything (no persistence)
+	}
+	exec.Version = 1
+	settle()
+	update()
+	if !drain(5 * time.Second) {
+		t.Fatal("not woken by a write after Redis came back")
+	}
+}

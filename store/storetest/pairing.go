@@ -61,6 +61,16 @@ func testPairingKeys(e *env) {
 		e.wantPairingKey(envID, user, h, true)
 	}
 
+	// A new key that expires before all the others is not the one voided.
+	x = next(x, "add short")
+	if err := e.s.Commit(e.ctx, x, pairingWrite(store.AddPairingKey, envID, user, "short", now.Add(30*time.Second), 3)); err != nil {
+		e.t.Fatalf("Commit(add short): %v", err)
+	}
+	e.wantPairingKey(envID, user, "short", true)
+	e.wantPairingKey(envID, user, "a2", false) // the first of the others to expire
+	e.wantPairingKey(envID, user, "a0", true)
+	e.wantPairingKey(envID, user, "a3", true)
+
 	x = next(x, "drop")
 	if err := e.s.Commit(e.ctx, x, pairingWrite(store.DropPairingKey, envID, user, "a0", time.Time{}, 0),
 		pairingWrite(store.DropPairingKey, envID, user, "never-added", time.Time{}, 0)); err != nil {
@@ -69,11 +79,11 @@ func testPairingKeys(e *env) {
 	e.wantPairingKey(envID, user, "a0", false)
 
 	// Expired keys are not valid and cannot be claimed.
-	e.clock.Advance(2*time.Minute + time.Millisecond)
-	e.wantPairingKey(envID, user, "a2", false)
+	e.clock.Advance(time.Minute)
+	e.wantPairingKey(envID, user, "short", false)
 	e.wantPairingKey(envID, user, "a3", true)
 	late := next(x, "late")
-	wantErr(e.t, "claim of an expired key", e.s.Commit(e.ctx, late, pairingWrite(store.ClaimPairingKey, envID, user, "a2", time.Time{}, 0)), store.ErrConflict)
+	wantErr(e.t, "claim of an expired key", e.s.Commit(e.ctx, late, pairingWrite(store.ClaimPairingKey, envID, user, "short", time.Time{}, 0)), store.ErrConflict)
 	if err := e.s.Commit(e.ctx, late, pairingWrite(store.ClaimPairingKey, envID, user, "a3", time.Time{}, 0)); err != nil {
 		e.t.Fatalf("Commit(claim a3): %v", err)
 	}
@@ -88,8 +98,8 @@ func testPairingKeys(e *env) {
 // environment and index.
 func testIndexes(e *env) {
 	now := e.clock.Now()
-	if err := e.s.PutIndex(e.ctx, "env1", store.IndexPairingKey, "h1", "exec-1", now.Add(time.Minute)); err != nil {
-		e.t.Fatalf("PutIndex: %v", err)
+	if created, err := e.s.PutIndex(e.ctx, "env1", store.IndexPairingKey, "h1", "exec-1", now.Add(time.Minute)); err != nil || !created {
+		e.t.Fatalf("PutIndex = %v, %v; want created", created, err)
 	}
 	got, err := e.s.GetIndex(e.ctx, "env1", store.IndexPairingKey, "h1")
 	if err != nil || got != "exec-1" {
@@ -99,15 +109,26 @@ func testIndexes(e *env) {
 	wantErr(e.t, "other environment", err, store.ErrNotFound)
 	_, err = e.s.GetIndex(e.ctx, "env1", store.IndexPairingKey, "h2")
 	wantErr(e.t, "unknown key", err, store.ErrNotFound)
-	if err := e.s.PutIndex(e.ctx, "env1", store.IndexPairingKey, "h1", "exec-2", now.Add(time.Minute)); err != nil {
-		e.t.Fatalf("PutIndex (replace): %v", err)
+	// A live entry is never replaced: two records cannot share a key.
+	if created, err := e.s.PutIndex(e.ctx, "env1", store.IndexPairingKey, "h1", "exec-2", now.Add(time.Minute)); err != nil || created {
+		e.t.Fatalf("PutIndex over a live entry = %v, %v; want not created", created, err)
 	}
-	if got, _ := e.s.GetIndex(e.ctx, "env1", store.IndexPairingKey, "h1"); got != "exec-2" {
-		e.t.Errorf("replaced entry = %q, want exec-2", got)
+	if got, _ := e.s.GetIndex(e.ctx, "env1", store.IndexPairingKey, "h1"); got != "exec-1" {
+		e.t.Errorf("entry = %q after a refused put, want exec-1", got)
+	}
+	if created, _ := e.s.PutIndex(e.ctx, "env2", store.IndexPairingKey, "h1", "exec-3", now.Add(time.Minute)); !created {
+		e.t.Errorf("the same key in another environment was refused")
 	}
 	e.clock.Advance(time.Minute)
 	_, err = e.s.GetIndex(e.ctx, "env1", store.IndexPairingKey, "h1")
 	wantErr(e.t, "expired entry", err, store.ErrNotFound)
+	// An expired entry gives way.
+	if created, err := e.s.PutIndex(e.ctx, "env1", store.IndexPairingKey, "h1", "exec-4", e.clock.Now().Add(time.Minute)); err != nil || !created {
+		e.t.Fatalf("PutIndex over an expired entry = %v, %v", created, err)
+	}
+	if got, _ := e.s.GetIndex(e.ctx, "env1", store.IndexPairingKey, "h1"); got != "exec-4" {
+		e.t.Errorf("entry = %q, want exec-4", got)
+	}
 }
 
 // testWatchExecution: a waiter is woken by an update and by a commit of
