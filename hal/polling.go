@@ -61,8 +61,10 @@ func (s *Server) executionBody(r *http.Request, env *engine.Environment, x *engi
 	if err != nil {
 		return nil, "", view, err
 	}
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(m); err != nil {
+	// One allocation of a size most states fit in, not a series of
+	// doublings (the body is kept whole for its hash).
+	buf := bytes.NewBuffer(make([]byte, 0, 4096))
+	if err := json.NewEncoder(buf).Encode(m); err != nil {
 		return nil, "", view, engine.AsError(err)
 	}
 	sum := sha256.Sum256(buf.Bytes())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/looplab/fsm"
 
@@ -70,29 +71,72 @@ func allowedActions(m *fsm.FSM) []string {
 	return out
 }
 
-// machine wraps the state machine of one request.
-type machine struct{ m *fsm.FSM }
+// machine is the state machine at one status, as a request uses it: the
+// actions allowed and where each leads. Building a looplab/fsm machine for
+// every request costs more than the rest of the step's work, and its
+// answers depend only on the status and two flags, so each combination is
+// asked of the machine once and kept (shapes).
+type machine struct{ *shape }
+
+type shape struct {
+	status  string
+	allowed []string          // client actions, in link order
+	next    map[string]string // every event allowed here -> its destination
+}
+
+type shapeKey struct {
+	status            string
+	skip, resendable bool
+}
+
+var shapes sync.Map // shapeKey -> *shape
+
+// allEvents are the events a shape probes: the client actions and the
+// step's own.
+var allEvents = append(append([]string{}, actionOrder...), createForPairing, pairingFailed, actions.MobilePair)
+
+// machineAt is the machine at status, from the cache.
+func machineAt(status string, skipAllowed, resendable bool) machine {
+	key := shapeKey{status, skipAllowed, resendable}
+	if sh, ok := shapes.Load(key); ok {
+		return machine{sh.(*shape)}
+	}
+	m := newMachine(status, skipAllowed, resendable)
+	sh := &shape{status: status, allowed: allowedActions(m), next: map[string]string{}}
+	for _, e := range allEvents {
+		if !m.Can(e) {
+			continue
+		}
+		probe := newMachine(status, skipAllowed, resendable)
+		err := probe.Event(context.Background(), e)
+		var noTransition fsm.NoTransitionError
+		if err != nil && !errors.As(err, &noTransition) { // a self-loop (otp.resend) is fine
+			panic("mfaenroll: state machine: " + err.Error())
+		}
+		sh.next[e] = probe.Current()
+	}
+	actual, _ := shapes.LoadOrStore(key, sh)
+	return machine{actual.(*shape)}
+}
 
 // check explains why an action is not allowed now, naming the status and
 // the allowed actions; nil when it is allowed.
 func (h machine) check(action string) error {
-	if h.m.Can(action) {
+	if _, ok := h.next[action]; ok {
 		return nil
 	}
-	allowed := allowedActions(h.m)
 	return &engine.Error{Status: http.StatusConflict, Code: engine.CodeActionNotAllowed,
 		Message: fmt.Sprintf("Action %s is not allowed in status %s; allowed now: %s.",
-			action, h.m.Current(), strings.Join(allowed, ", ")),
+			action, h.status, strings.Join(h.allowed, ", ")),
 		Details: []engine.ErrorDetail{{Code: engine.DetailInvalidValue, Target: "action", Message: action + " is not allowed now",
-			InnerError: map[string]any{"status": h.m.Current(), "allowedActions": allowed}}}}
+			InnerError: map[string]any{"status": h.status, "allowedActions": h.allowed}}}}
 }
 
-// advance fires the event and returns the new status.
-func (h machine) advance(ctx context.Context, action string) (string, error) {
-	err := h.m.Event(ctx, action)
-	var noTransition fsm.NoTransitionError
-	if err != nil && !errors.As(err, &noTransition) { // a self-loop (otp.resend) is fine
-		return "", err
+// advance returns the status the event leads to.
+func (h machine) advance(_ context.Context, event string) (string, error) {
+	dst, ok := h.next[event]
+	if !ok {
+		return "", fmt.Errorf("mfaenroll: event %s in status %s", event, h.status)
 	}
-	return h.m.Current(), nil
+	return dst, nil
 }

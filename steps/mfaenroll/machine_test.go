@@ -50,7 +50,10 @@ func TestAllowedActions(t *testing.T) {
 			t.Errorf("machine starts at %s, want %s", m.Current(), tc.status)
 		}
 		// check agrees with the list for every action.
-		h := machine{m}
+		h := machineAt(tc.status, tc.skip, tc.resendable)
+		if !reflect.DeepEqual(h.allowed, got) {
+			t.Errorf("%s: the cached shape allows %v, the machine %v", tc.status, h.allowed, got)
+		}
 		for _, a := range actions.Names() {
 			allowed := h.check(a) == nil
 			if allowed != contains(tc.want, a) {
@@ -70,7 +73,7 @@ func contains(list []string, s string) bool {
 }
 
 func TestCheckExplains(t *testing.T) {
-	h := machine{newMachine(ActivationRequired, false, true)}
+	h := machineAt(ActivationRequired, false, true)
 	err := h.check(actions.DeviceSkipEnrollment)
 	var e *engine.Error
 	if !errors.As(err, &e) {
@@ -93,12 +96,12 @@ func TestCheckExplains(t *testing.T) {
 	}
 
 	// Unknown action names are refused too.
-	if err := (machine{newMachine(DeviceEnrollmentRequired, true, true)}).check("device.rename"); err == nil ||
+	if err := (machineAt(DeviceEnrollmentRequired, true, true)).check("device.rename"); err == nil ||
 		!strings.Contains(err.Error(), "allowed now: device.create, device.skipEnrollment.") {
 		t.Fatalf("unknown action: %v", err)
 	}
 	// otp.resend for a TOTP device (not resendable).
-	if err := (machine{newMachine(ActivationRequired, true, false)}).check(actions.OTPResend); err == nil ||
+	if err := (machineAt(ActivationRequired, true, false)).check(actions.OTPResend); err == nil ||
 		!strings.Contains(err.Error(), "status ACTIVATION_REQUIRED; allowed now: device.activate, device.delete.") {
 		t.Fatalf("resend of TOTP: %v", err)
 	}
@@ -117,16 +120,22 @@ func TestAdvance(t *testing.T) {
 		{ActivationRequired, actions.DeviceDelete, DeviceEnrollmentRequired, false, true},
 		{PairingRequired, actions.DeviceDelete, DeviceEnrollmentRequired, false, false},
 		{MobilePairingFailure, actions.DeviceDelete, DeviceEnrollmentRequired, false, false},
+		{DeviceEnrollmentRequired, createForPairing, PairingRequired, false, false},
+		{MobilePairingFailure, actions.DeviceCreate, ActivationRequired, false, false},
+		{MobilePairingFailure, createForPairing, PairingRequired, false, false},
+		{PairingRequired, actions.MobilePair, Enrolled, false, false},
+		{PairingRequired, pairingFailed, MobilePairingFailure, false, false},
+		{PairingRequired, actions.DeviceSkipEnrollment, Skipped, true, false},
 	}
 	for _, tc := range tests {
-		h := machine{newMachine(tc.from, tc.skip, tc.resendable)}
+		h := machineAt(tc.from, tc.skip, tc.resendable)
 		got, err := h.advance(ctx, tc.action)
 		if err != nil || got != tc.to {
 			t.Errorf("%s --%s--> %q, %v; want %s", tc.from, tc.action, got, err, tc.to)
 		}
 	}
 	// An event the machine does not allow is an error, not a silent no-op.
-	h := machine{newMachine(DeviceEnrollmentRequired, false, false)}
+	h := machineAt(DeviceEnrollmentRequired, false, false)
 	if got, err := h.advance(ctx, actions.DeviceActivate); err == nil {
 		t.Fatalf("advance of a forbidden action = %q, nil", got)
 	}

@@ -125,14 +125,14 @@ func (s *Step) load(sc *engine.StepContext) (*run, error) {
 
 func (r *run) machine() machine {
 	_, resendable := r.step.reissuer(r.st.Pending)
-	return machine{newMachine(r.st.Status, r.cfg.AllowSkip, resendable)}
+	return machineAt(r.st.Status, r.cfg.AllowSkip, resendable)
 }
 
 // links are the actions the state machine allows, less device.activate
 // while no proof can be tried (a void passcode, a cool-down, a lockout):
 // posting it then gets the reason (400 or 429), but it is not offered.
 func (r *run) links() []string {
-	all := allowedActions(r.machine().m)
+	all := r.machine().allowed
 	if r.st.Pending == nil || r.usable() {
 		return all
 	}
