@@ -85,7 +85,7 @@ type shape struct {
 }
 
 type shapeKey struct {
-	status            string
+	status           string
 	skip, resendable bool
 }
 
