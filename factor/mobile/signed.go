@@ -55,7 +55,7 @@ type Signed struct {
 
 // ParseSigned reads a signed request's body. Only ES256 is accepted.
 func ParseSigned(body string) (*Signed, error) {
-	jws, err := jose.ParseSigned(body, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(body, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		return nil, fmt.Errorf("the body must be a compact JWS signed with ES256: %v", err)
 	}
