@@ -126,20 +126,8 @@ func bench(args []string) error {
 	if err != nil {
 		return err
 	}
-	if o.jsonOut != "" {
-		data, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("bench: --json-out: %w", err)
-		}
-	}
-	if o.jsonStdout {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		rep.writeText(os.Stdout)
+	if err := writeReport(o, rep, rep.writeText); err != nil {
+		return err
 	}
 	switch {
 	case rep.Failed > 0:
@@ -171,4 +159,21 @@ func describeBound(o benchOptions) string {
 		parts = append(parts, "stopping after "+o.stopAfter)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// writeReport writes a report as --json-out and --json ask, else as text.
+func writeReport(o benchOptions, rep any, text func(io.Writer)) error {
+	if o.jsonOut != "" {
+		data, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("bench: --json-out: %w", err)
+		}
+	}
+	if !o.jsonStdout {
+		text(os.Stdout)
+		return nil
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
 }

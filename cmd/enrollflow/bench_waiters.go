@@ -317,16 +317,9 @@ func benchWaiters(ctx context.Context, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.jsonOut != "" {
-		data, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("bench: --json-out: %w", err)
-		}
+	if err := writeReport(o, rep, rep.writeText); err != nil {
+		return err
 	}
-	if o.jsonStdout {
-		return json.NewEncoder(os.Stdout).Encode(rep)
-	}
-	rep.writeText(os.Stdout)
 	if rep.LostWakeUps > 0 {
 		return errors.New("bench: some long polls did not wake up after their pairing")
 	}

@@ -11,7 +11,6 @@
 package mobile
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -20,15 +19,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"image/png"
 	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/boombuler/barcode"
-	"github.com/boombuler/barcode/qr"
 
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/factor"
@@ -377,19 +372,11 @@ func (f *Factor) Resource(p factor.Pending, name string) (string, []byte, error)
 	if err != nil {
 		return "", nil, engine.AsError(err)
 	}
-	code, err := qr.Encode(string(uri), qr.M, qr.Auto)
+	png, err := factor.QRCodePNG(string(uri))
 	if err != nil {
 		return "", nil, engine.AsError(err)
 	}
-	code, err = barcode.Scale(code, 256, 256)
-	if err != nil {
-		return "", nil, engine.AsError(err)
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, code); err != nil {
-		return "", nil, engine.AsError(err)
-	}
-	return "image/png", buf.Bytes(), nil
+	return "image/png", png, nil
 }
 
 // DeviceAttempts: the policy's mobile.otp.failure for offline passcodes.

@@ -5,14 +5,10 @@
 package totp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"image/png"
 	"time"
-
-	"github.com/pquerna/otp"
 
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/factor"
@@ -207,19 +203,11 @@ func (f *Factor) Resource(p factor.Pending, name string) (string, []byte, error)
 	if err != nil {
 		return "", nil, engine.AsError(err)
 	}
-	key, err := otp.NewKeyFromURL(uri)
+	png, err := factor.QRCodePNG(uri)
 	if err != nil {
 		return "", nil, engine.AsError(err)
 	}
-	img, err := key.Image(256, 256)
-	if err != nil {
-		return "", nil, engine.AsError(err)
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return "", nil, engine.AsError(err)
-	}
-	return "image/png", buf.Bytes(), nil
+	return "image/png", png, nil
 }
 
 var _ factor.Verifier = (*Factor)(nil)
