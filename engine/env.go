@@ -24,6 +24,8 @@ type Environment struct {
 	// Applications are the configured mobile applications (the management
 	// API may save more, or override these, in the store).
 	Applications []mfa.Application
+	// WebAuthn is how PLATFORM and SECURITY_KEY devices are enrolled.
+	WebAuthn mfa.WebAuthn
 }
 
 // NewEnvironment validates the policies and settings and picks the default
@@ -40,6 +42,7 @@ func NewEnvironment(id, apiKey string, policies []mfa.Policy, settings mfa.Setti
 	}
 	env := &Environment{ID: id, apiKeyHash: sha256.Sum256([]byte(apiKey)),
 		Policies: map[string]*mfa.Policy{}, Applications: []mfa.Application{}}
+	env.WebAuthn.ApplyDefaults()
 	seenApp := map[string]bool{}
 	for i, a := range apps {
 		a.ApplyDefaults()
@@ -82,6 +85,16 @@ func NewEnvironment(id, apiKey string, policies []mfa.Policy, settings mfa.Setti
 	}
 	env.MFASettings = settings
 	return env, nil
+}
+
+// WithWebAuthn sets the environment's WebAuthn settings, validated.
+func (e *Environment) WithWebAuthn(w mfa.WebAuthn) error {
+	w.ApplyDefaults()
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("environment %s: webauthn.%v", e.ID, err)
+	}
+	e.WebAuthn = w
+	return nil
 }
 
 // CheckAPIKey compares in constant time (hashing first makes the compare

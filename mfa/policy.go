@@ -127,6 +127,10 @@ type Policy struct {
 	Email   OTPMethod    `json:"email" yaml:"email"`
 	TOTP    TOTPMethod   `json:"totp" yaml:"totp"`
 	Mobile  MobileMethod `json:"mobile" yaml:"mobile"`
+	// Platform (passkeys on the user's device) and SecurityKey (roaming
+	// keys): WebAuthn, with the environment's webauthn settings.
+	Platform    FIDOMethod `json:"platform" yaml:"platform"`
+	SecurityKey FIDOMethod `json:"securityKey" yaml:"securityKey"`
 }
 
 // OTPMethodFor returns the policy section of an OTP-sending type.
@@ -153,6 +157,10 @@ func (p *Policy) Pairable(t DeviceType) bool {
 		return p.TOTP.Enabled && !p.TOTP.PairingDisabled
 	case Mobile:
 		return p.Mobile.Enabled && !p.Mobile.PairingDisabled && len(p.Mobile.Applications) > 0
+	case Platform:
+		return p.Platform.Enabled && !p.Platform.PairingDisabled
+	case SecurityKey:
+		return p.SecurityKey.Enabled && !p.SecurityKey.PairingDisabled
 	}
 	return false
 }

@@ -223,6 +223,9 @@ func runServe(ctx context.Context, o serveOptions, stdout, stderr io.Writer, rea
 			generatedKey = key
 		}
 		file = config.Demo(key)
+		if o.publicURL != "" {
+			config.DemoServedAt(&file, o.publicURL)
+		}
 	}
 
 	// Secrets: every node of a deployment must share them.

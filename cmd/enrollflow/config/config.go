@@ -10,7 +10,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -38,8 +40,10 @@ type Environment struct {
 	DeviceAuthenticationPolicies []mfa.Policy      `json:"deviceAuthenticationPolicies"`
 	MFASettings                  mfa.Settings      `json:"mfaSettings"`
 	Applications                 []mfa.Application `json:"applications,omitempty"`
-	Flows                        []engine.Flow     `json:"flows,omitempty"`
-	Notifications                Notifications     `json:"notifications,omitzero"`
+	// WebAuthn: the relying parties and rules of PLATFORM and SECURITY_KEY.
+	WebAuthn      *mfa.WebAuthn `json:"webauthn,omitempty"`
+	Flows         []engine.Flow `json:"flows,omitempty"`
+	Notifications Notifications `json:"notifications,omitzero"`
 }
 
 // Notifications is how an environment's passcodes reach users: a channel
@@ -82,14 +86,39 @@ func Demo(apiKey string) File {
 	app.Push.Enabled = true
 	policy := mfa.DefaultPolicy("default")
 	policy.Mobile.Enabled, policy.Mobile.Applications = true, []string{DemoApplicationID}
+	policy.Platform.Enabled, policy.SecurityKey.Enabled = true, true
+	webauthn := &mfa.WebAuthn{RelyingParties: []mfa.RelyingParty{{ID: "localhost", Name: "enrollflow demo",
+		Origins: []string{"http://localhost:8080", "http://127.0.0.1:8080"}}}}
 	return File{Environments: []Environment{{
 		ID: DemoEnvironmentID, APIKey: apiKey,
 		Notifications: Notifications{Channels: map[delivery.Method]dispatch.Channel{
 			delivery.Email: outbox, delivery.SMS: outbox, delivery.Voice: outbox}},
 		DeviceAuthenticationPolicies: []mfa.Policy{policy},
 		Applications:                 []mfa.Application{app},
+		WebAuthn:                     webauthn,
 		Flows:                        []engine.Flow{flow},
 	}}}
+}
+
+// DemoServedAt lets the demo's passkeys be made on the pages of the
+// server's public URL: its origin joins the localhost relying party when it
+// is local, else it becomes the first relying party (the one device.create
+// uses by default), with its host as the id.
+func DemoServedAt(f *File, publicURL string) {
+	u, err := url.Parse(publicURL)
+	if err != nil || u.Host == "" || len(f.Environments) == 0 || f.Environments[0].WebAuthn == nil {
+		return
+	}
+	w := f.Environments[0].WebAuthn
+	origin := u.Scheme + "://" + u.Host
+	switch host := u.Hostname(); host {
+	case "localhost", "127.0.0.1", "::1":
+		if !slices.Contains(w.RelyingParties[0].Origins, origin) {
+			w.RelyingParties[0].Origins = append(w.RelyingParties[0].Origins, origin)
+		}
+	default:
+		w.RelyingParties = append([]mfa.RelyingParty{{ID: host, Name: "enrollflow demo", Origins: []string{origin}}}, w.RelyingParties...)
+	}
 }
 
 // Load reads a YAML or JSON file strictly: an unknown field is an error that
@@ -167,6 +196,11 @@ func (f File) Build() ([]*engine.Environment, map[string][]engine.Flow, error) {
 		env, err := engine.NewEnvironment(e.ID, key, e.DeviceAuthenticationPolicies, e.MFASettings, e.Applications)
 		if err != nil {
 			return nil, nil, fmt.Errorf("environments[%d]: %w", i, err)
+		}
+		if e.WebAuthn != nil {
+			if err := env.WithWebAuthn(*e.WebAuthn); err != nil {
+				return nil, nil, fmt.Errorf("environments[%d]: %w", i, err)
+			}
 		}
 		envs = append(envs, env)
 		flows[e.ID] = e.Flows

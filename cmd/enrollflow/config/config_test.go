@@ -321,8 +321,23 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo envs = %+v", envs)
 	}
 	e := envs[0]
-	if got := e.DefaultPolicy().PairableTypes(); !reflect.DeepEqual(got, []mfa.DeviceType{mfa.Mobile, mfa.Email, mfa.SMS, mfa.Voice, mfa.TOTP}) {
+	if got := e.DefaultPolicy().PairableTypes(); !reflect.DeepEqual(got, []mfa.DeviceType{mfa.Mobile, mfa.Email, mfa.SMS, mfa.Voice, mfa.TOTP, mfa.Platform, mfa.SecurityKey}) {
 		t.Fatalf("demo pairable types = %v", got)
+	}
+	if rp, ok := e.WebAuthn.RelyingParty(""); !ok || rp.ID != "localhost" || len(rp.Origins) != 2 {
+		t.Fatalf("demo relying party = %+v", rp)
+	}
+	served := config.Demo("demo-api-key-0123456789")
+	config.DemoServedAt(&served, "https://mfa.example.com/base")
+	config.DemoServedAt(&f, "http://localhost:9000")
+	if rps := served.Environments[0].WebAuthn.RelyingParties; len(rps) != 2 || rps[0].ID != "mfa.example.com" || rps[0].Origins[0] != "https://mfa.example.com" {
+		t.Fatalf("demo served at a public URL: %+v", rps)
+	}
+	if o := f.Environments[0].WebAuthn.RelyingParties[0].Origins; len(o) != 3 || o[2] != "http://localhost:9000" {
+		t.Fatalf("demo served at localhost:9000: origins %v", o)
+	}
+	if _, _, err := served.Build(); err != nil {
+		t.Fatal(err)
 	}
 	if a, ok := e.Application(config.DemoApplicationID); !ok || !a.Push.Enabled || a.PushTokenRequired || a.PairingKeyLifetime.Std() != 10*time.Minute {
 		t.Fatalf("demo application = %+v, %v", a, ok)
