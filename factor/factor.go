@@ -34,6 +34,9 @@ const (
 	// other side (a phone presenting the pairing key), or
 	// MOBILE_PAIRING_FAILURE; the factor is a Pairer.
 	ByPairing
+	// ByCeremony: ACTIVATION_REQUIRED, then device.activate with a WebAuthn
+	// attestation (and its origin) instead of an otp.
+	ByCeremony
 )
 
 // User is who the device is enrolled for, as the step's inputs say.
@@ -83,6 +86,8 @@ type Begin struct {
 
 // Activate is a device.activate of a pending device.
 type Activate struct {
+	EnvID   string
+	UserID  string
 	Policy  *mfa.Policy
 	Pending Pending
 	Proof   *actions.ActivateDevice
@@ -282,6 +287,21 @@ func CheckPasscodeProof(p *actions.ActivateDevice) error {
 	}
 	if len(p.OTP) < 6 || len(p.OTP) > 10 || strings.Trim(p.OTP, "0123456789") != "" {
 		return Invalid("otp", engine.DetailInvalidValue, "must be 6 to 10 digits")
+	}
+	return nil
+}
+
+// CheckCeremonyProof checks the shape of a device.activate that carries a
+// WebAuthn attestation: one is there, and no otp.
+func CheckCeremonyProof(p *actions.ActivateDevice) error {
+	if p.OTP != "" {
+		return Invalid("otp", engine.DetailInvalidValue, "is not used for PLATFORM and SECURITY_KEY devices; send the attestation")
+	}
+	if len(p.Attestation) == 0 || string(p.Attestation) == "null" {
+		return Invalid("attestation", engine.DetailRequired, "is required: the PublicKeyCredential navigator.credentials.create() returned, as JSON")
+	}
+	if len(p.Origin) > 512 {
+		return Invalid("origin", engine.DetailInvalidValue, "must be at most 512 characters")
 	}
 	return nil
 }

@@ -55,7 +55,7 @@ func TestStartAndGet(t *testing.T) {
 				t.Errorf("%s = %v, want %v", path, got, want)
 			}
 		}
-		if got := list(r.Body, "allowedtypes"); !reflect.DeepEqual(got, []any{"MOBILE", "EMAIL", "SMS", "VOICE", "TOTP"}) {
+		if got := list(r.Body, "allowedtypes"); !reflect.DeepEqual(got, []any{"MOBILE", "EMAIL", "SMS", "VOICE", "TOTP", "PLATFORM", "SECURITY_KEY"}) {
 			t.Errorf("allowedtypes = %v", got)
 		}
 		if got, ok := r.Body["applications"].([]any); !ok || len(got) != 1 || got[0].(map[string]any)["id"] != "demo-authenticator" {

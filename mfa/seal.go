@@ -27,6 +27,9 @@ type Keys struct {
 	// PairingKey is the HMAC key of pairing-key hashes: the store finds a
 	// pairing by the hash and never holds the key in the clear.
 	PairingKey []byte
+	// UserHandle is the HMAC key of WebAuthn user handles: opaque, stable
+	// per user, no id in the clear.
+	UserHandle []byte
 }
 
 // DeriveKeys expands one master secret (at least 32 bytes) into
@@ -55,7 +58,11 @@ func DeriveKeys(master []byte) (Keys, error) {
 	if err != nil {
 		return Keys{}, err
 	}
-	return Keys{OTPHash: otpKey, SealTOTP: sealKey, SealConfig: configKey, AddressKey: addressKey, PairingKey: pairingKey}, nil
+	userHandle, err := hkdf.Key(sha256.New, master, nil, "enrollflow webauthn-user-handle v1", 32)
+	if err != nil {
+		return Keys{}, err
+	}
+	return Keys{OTPHash: otpKey, SealTOTP: sealKey, SealConfig: configKey, AddressKey: addressKey, PairingKey: pairingKey, UserHandle: userHandle}, nil
 }
 
 // Sealer encrypts small secrets at rest with AES-256-GCM. The associated

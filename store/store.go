@@ -300,8 +300,12 @@ type Indexes interface {
 // IndexName names an index; the set is closed (backends use it in keys).
 type IndexName string
 
-// IndexPairingKey maps a pairing key's hash to the execution that holds it.
-const IndexPairingKey IndexName = "pk"
+// IndexPairingKey maps a pairing key's hash to the execution that holds it;
+// IndexCredential a WebAuthn credential id's hash to its user and device.
+const (
+	IndexPairingKey IndexName = "pk"
+	IndexCredential IndexName = "cred"
+)
 
 // Changes tells waiters, on every node, that an execution was written.
 type Changes interface {

@@ -65,6 +65,10 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if !ok {
 		return nil, invalid("type", engine.DetailInvalidValue, fmt.Sprintf("unknown device type %q", p.Type))
 	}
+	if !r.webauthnAllows(t) {
+		return nil, invalid("webauthn.compatibility", DetailWebAuthnNotAllowed,
+			fmt.Sprintf("%s devices are not allowed by the step's input webauthn.compatibility %s", t, r.compatibility()))
+	}
 	if !r.policy.Pairable(t) || !s.deps.Factors.Supports(t) {
 		allowed, _, err := s.offer(ctx, r)
 		if err != nil {
@@ -79,7 +83,7 @@ func (s *Step) create(ctx context.Context, r *run, p *actions.CreateDevice) (*en
 	if p.Application != nil && t != mfa.Mobile {
 		return nil, invalid("application.id", engine.DetailInvalidValue, "is only for MOBILE devices")
 	}
-	if p.RP != nil {
+	if p.RP != nil && t != mfa.Platform && t != mfa.SecurityKey {
 		return nil, invalid("rp", engine.DetailInvalidValue, "is only for PLATFORM and SECURITY_KEY devices")
 	}
 	e, _ := s.deps.Factors.Enroller(t) // Supports said there is one
@@ -162,11 +166,35 @@ func (s *Step) offer(ctx context.Context, r *run) ([]mfa.DeviceType, []mfa.Appli
 	}
 	out := []mfa.DeviceType{}
 	for _, t := range r.policy.PairableTypes() {
-		if s.deps.Factors.Supports(t) && (t != mfa.Mobile || len(apps) > 0) {
+		if s.deps.Factors.Supports(t) && (t != mfa.Mobile || len(apps) > 0) && r.webauthnAllows(t) {
 			out = append(out, t)
 		}
 	}
 	return out, apps, nil
+}
+
+// DetailWebAuthnNotAllowed: device.create of a WebAuthn type the step's
+// input webauthn.compatibility excludes.
+const DetailWebAuthnNotAllowed = "WEBAUTHN_NOT_ALLOWED"
+
+// compatibility is the step's webauthn.compatibility (FULL by default).
+func (r *run) compatibility() string {
+	if r.in.Compatibility == "" {
+		return "FULL"
+	}
+	return strings.ToUpper(r.in.Compatibility)
+}
+
+// webauthnAllows: FULL allows PLATFORM and SECURITY_KEY, SECURITY_KEY_ONLY
+// the latter, NONE neither; other types are not its business.
+func (r *run) webauthnAllows(t mfa.DeviceType) bool {
+	switch t {
+	case mfa.Platform:
+		return r.compatibility() == "FULL"
+	case mfa.SecurityKey:
+		return r.compatibility() != "NONE"
+	}
+	return true
 }
 
 // pairer is the pending device's factor when the device pairs itself.
@@ -306,9 +334,14 @@ func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) 
 	if err != nil {
 		return nil, err
 	}
-	if e.Activation() == factor.ByPasscode {
-		// A malformed proof is a 400 even during a lockout.
+	// A malformed proof is a 400 even during a lockout.
+	switch e.Activation() {
+	case factor.ByPasscode:
 		if err := factor.CheckPasscodeProof(p); err != nil {
+			return nil, err
+		}
+	case factor.ByCeremony:
+		if err := factor.CheckCeremonyProof(p); err != nil {
 			return nil, err
 		}
 	}
@@ -327,7 +360,7 @@ func (s *Step) activate(ctx context.Context, r *run, p *actions.ActivateDevice) 
 		// guesses cannot make a right one lose its write.
 		return nil, spentAttempts(limit, attempt, r.sc.Now)
 	}
-	v, err := e.Activate(ctx, factor.Activate{Policy: r.policy, Pending: *d, Proof: p, Now: r.sc.Now, Attempt: attempt.SubjectAttempts})
+	v, err := e.Activate(ctx, factor.Activate{EnvID: r.sc.Env.ID, UserID: r.in.UserID, Policy: r.policy, Pending: *d, Proof: p, Now: r.sc.Now, Attempt: attempt.SubjectAttempts})
 	if err != nil {
 		return nil, err
 	}

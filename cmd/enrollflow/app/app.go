@@ -18,6 +18,7 @@ import (
 	"github.com/enrollflow/enrollflow/factor/mobile"
 	"github.com/enrollflow/enrollflow/factor/otp"
 	"github.com/enrollflow/enrollflow/factor/totp"
+	"github.com/enrollflow/enrollflow/factor/webauthn"
 	"github.com/enrollflow/enrollflow/metrics"
 	"github.com/enrollflow/enrollflow/mfa"
 	"github.com/enrollflow/enrollflow/registry"
@@ -109,7 +110,8 @@ func Build(o Options) (*Node, error) {
 	otpFactor := &otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)}
 	apps := mobile.NewApplications(st, 0)
 	mobileFactor := &mobile.Factor{Sealer: sealer, KeyHash: keys.PairingKey, Applications: apps, Index: st}
-	factors := factor.NewRegistry(otpFactor, totpFactor, mobileFactor)
+	webauthnFactor := &webauthn.Factor{UserHandleKey: keys.UserHandle, Devices: st, Index: st}
+	factors := factor.NewRegistry(otpFactor, totpFactor, mobileFactor, webauthnFactor)
 	regulator := regulation.New(st, keys.AddressKey)
 	step := mfaenroll.New(mfaenroll.Deps{Devices: st, PairingKeys: st, Applications: apps, Factors: factors, Regulator: regulator, Log: o.Log})
 	runner := engine.NewRunner(st, engine.NewStepRegistry(step), envs,
@@ -120,7 +122,7 @@ func Build(o Options) (*Node, error) {
 		}
 	}
 	return &Node{Runner: runner, Dispatcher: dispatcher, Store: st, Regulator: regulator, Mobile: mobileFactor, Applications: apps,
-		Registry: registry.New(st, regulator, o.Now, otpFactor, totpFactor, mobileFactor)}, nil
+		Registry: registry.New(st, regulator, o.Now, otpFactor, totpFactor, mobileFactor, webauthnFactor)}, nil
 }
 
 // warnMissingChannels tells the operator at start-up about a method that a
