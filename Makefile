@@ -35,6 +35,7 @@ lint:
 fuzz: ## each fuzz target for FUZZTIME
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./actions
 	$(GO) test -run '^$$' -fuzz '^FuzzFlowDefinition$$' -fuzztime $(FUZZTIME) ./engine
+	$(GO) test -run '^$$' -fuzz '^FuzzAttestation$$' -fuzztime $(FUZZTIME) ./factor/webauthn
 
 clean:
 	rm -rf bin outbox
