@@ -30,7 +30,15 @@ type key struct {
 }
 
 func newKey() *key {
-	return &key{auth: virtualwebauthn.NewAuthenticator(), cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)}
+	// virtualwebauthn encodes the EC coordinates without their leading
+	// zero bytes, which a verifier rightly refuses: keep drawing keys until
+	// both are a full 32 bytes (77 bytes of COSE key).
+	for {
+		cred := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+		if len(cred.Key.AttestationData()) == 77 {
+			return &key{auth: virtualwebauthn.NewAuthenticator(), cred: cred}
+		}
+	}
 }
 
 // creationOptions are the state's options, as the browser API gets them.
@@ -177,6 +185,7 @@ func (n *node) startWithCompatibility(user, compat string) *resp {
 func TestWebAuthnRefusals(t *testing.T) {
 	strict := demoConfig(func(e *config.Environment) {
 		e.WebAuthn.UserVerification = "required"
+		e.WebAuthn.Attestation = "direct"
 		e.WebAuthn.AllowedAAGUIDs = []string{"ee882879-721c-4913-9775-3dfcce97072a"}
 		e.WebAuthn.Failure = mfa.Failure{Count: 2, CoolDown: mfa.Duration{Duration: 2, TimeUnit: "MINUTES"}}
 	})
@@ -228,6 +237,11 @@ func TestWebAuthnRefusals(t *testing.T) {
 				mustError(t, n.act(id, ctActivate, `{"otp":"123456"}`), http.StatusBadRequest, "INVALID_DATA", detail{"otp", "INVALID_VALUE"})
 				mustError(t, n.act(id, ctActivate, `{}`), http.StatusBadRequest, "INVALID_DATA", detail{"attestation", "REQUIRED_VALUE"})
 			})
+		})
+		t.Run("an RSA key", func(t *testing.T) {
+			id, opts := ceremony(t, n, "w-rsa", "SECURITY_KEY")
+			k := &key{auth: virtualwebauthn.NewAuthenticator(), cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeRSA)}
+			mustState(t, n.activateWith(id, k.attest(t, demoRP, opts, "packed"), demoRP.Origin), "COMPLETED")
 		})
 		t.Run("the attestation as an object", func(t *testing.T) {
 			id, opts := ceremony(t, n, "w-object", "PLATFORM")
@@ -305,19 +319,47 @@ func TestWebAuthnRefusals(t *testing.T) {
 		t.Run("authenticator not allowed, then the cool-down", func(t *testing.T) {
 			id, opts := ceremony(t, s, "w-aaguid", "SECURITY_KEY")
 			refused(t, s, id, newKey().attest(t, demoRP, opts, "packed"), demoRP.Origin, "AUTHENTICATOR_NOT_ALLOWED")
-			r := s.activateWith(id, newKey().attest(t, demoRP, opts, "packed"), demoRP.Origin)
+			// The allowed model's AAGUID, claimed without a certificate:
+			// anyone's claim, refused.
+			claimed := newKey()
+			copy(claimed.auth.Aaguid[:], []byte{0xee, 0x88, 0x28, 0x79, 0x72, 0x1c, 0x49, 0x13, 0x97, 0x75, 0x3d, 0xfc, 0xce, 0x97, 0x07, 0x2a})
+			r := s.activateWith(id, claimed.attest(t, demoRP, opts, "packed"), demoRP.Origin)
 			mustError(t, r, http.StatusBadRequest, "INVALID_DATA", detail{"attestation", "AUTHENTICATOR_NOT_ALLOWED"})
 			if num(list(r.Body, "details")[0], "innerError", "remainingAttempts") != 0 {
 				t.Errorf("after the second of two failures: %s", r)
 			}
 			mustLinks(t, s.get(id), "device.delete")
-			allowed := newKey()
-			copy(allowed.auth.Aaguid[:], []byte{0xee, 0x88, 0x28, 0x79, 0x72, 0x1c, 0x49, 0x13, 0x97, 0x75, 0x3d, 0xfc, 0xce, 0x97, 0x07, 0x2a})
-			mustError(t, s.activateWith(id, allowed.attest(t, demoRP, opts, "packed"), demoRP.Origin), http.StatusTooManyRequests, "REQUEST_LIMITED")
+			mustError(t, s.activateWith(id, claimed.attest(t, demoRP, opts, "none"), demoRP.Origin), http.StatusTooManyRequests, "REQUEST_LIMITED")
 			s.Clock.Advance(2*time.Minute + time.Second)
-			mustState(t, s.activateWith(id, allowed.attest(t, demoRP, opts, "packed"), demoRP.Origin), "COMPLETED")
+			r = s.activateWith(id, claimed.attest(t, demoRP, opts, "none"), demoRP.Origin)
+			mustError(t, r, http.StatusBadRequest, "INVALID_DATA", detail{"attestation", "AUTHENTICATOR_NOT_ALLOWED"})
+			if num(list(r.Body, "details")[0], "innerError", "remainingAttempts") != 1 {
+				t.Errorf("after the cool-down the count starts again: %s", r)
+			}
 		})
 	})
+}
+
+// TestWebAuthnAssertionUserVerification: where the environment requires
+// user verification, an assertion without it is refused, as the
+// enrollment was.
+func TestWebAuthnAssertionUserVerification(t *testing.T) {
+	cfg := demoConfig(func(e *config.Environment) { e.WebAuthn.UserVerification = "required" })
+	n := newNode(t, &backend{t: t, name: "memory"}, apptest.Options{Config: cfg})
+	k := newKey()
+	id := n.start("uv-user")
+	done := n.activateWith(id, k.attest(t, demoRP, creationOptions(t, n.act(id, ctCreate, `{"type":"PLATFORM"}`)), "packed"), demoRP.Origin)
+	mustState(t, done, "COMPLETED")
+	devID := str(done.Body, "steps", "enroll", "outputs", "device", "id")
+	k.cred.Counter = 1
+	k.auth.Options.UserNotVerified = true
+	if v, _ := n.Registry.Verify(context.Background(), n.Env, "uv-user", devID, k.assertion(demoRP, []byte("the-first-challenge-of-the-door"))); v.OK {
+		t.Fatal("an assertion without user verification was accepted")
+	}
+	k.cred.Counter, k.auth.Options.UserNotVerified = 2, false
+	if v, err := n.Registry.Verify(context.Background(), n.Env, "uv-user", devID, k.assertion(demoRP, []byte("the-second-challenge-of-the-door"))); err != nil || !v.OK {
+		t.Fatalf("a verified assertion: %+v, %v", v, err)
+	}
 }
 
 func anyStrings(l []any) []string {

@@ -25,7 +25,12 @@ type WebAuthn struct {
 	ResidentKey string `json:"residentKey" yaml:"residentKey"`
 	// Attestation: none (the default), indirect or direct.
 	Attestation string `json:"attestation" yaml:"attestation"`
-	// AllowedAAGUIDs, when set, are the only authenticator models accepted.
+	// AllowedAAGUIDs, when set, are the only authenticator models accepted,
+	// and only from an attestation with a certificate (attestation must be
+	// direct or indirect): without one an AAGUID is anyone's claim. The
+	// certificate is not chained to vendor roots (no metadata service is
+	// configured), so this keeps honest authenticators of other models
+	// out rather than stopping a forged attestation.
 	AllowedAAGUIDs []string `json:"allowedAaguids,omitempty" yaml:"allowedAaguids"`
 	// Failure: count 1 to 7 refused ceremonies, then coolDown 2 to 30 minutes.
 	Failure Failure `json:"failure" yaml:"failure"`
@@ -103,6 +108,9 @@ func (w *WebAuthn) Validate() error {
 	}
 	if a := w.Attestation; a != "none" && a != "indirect" && a != "direct" {
 		return fmt.Errorf("attestation: must be none, indirect or direct")
+	}
+	if len(w.AllowedAAGUIDs) > 0 && w.Attestation == "none" {
+		return fmt.Errorf("allowedAaguids: needs attestation direct or indirect (with none, authenticators send no certificate to back their AAGUID)")
 	}
 	for i, a := range w.AllowedAAGUIDs {
 		if !aaguidPattern.MatchString(a) {

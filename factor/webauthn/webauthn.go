@@ -18,10 +18,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"time"
 
 	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 	gowebauthn "github.com/go-webauthn/webauthn/webauthn"
 	"github.com/google/uuid"
 
@@ -48,8 +50,12 @@ type Factor struct {
 	// UserHandleKey makes each user's opaque user handle (an HMAC of the
 	// environment and user id): stable, and no id in the clear.
 	UserHandleKey []byte
-	Devices       store.Devices // the user's credentials, for excludeCredentials
-	Index         store.Indexes // credential id -> its user and device, across users
+	// Environments are the configured environments: an assertion is
+	// judged by its relying party as configured now (origins, user
+	// verification), not as it was at enrollment.
+	Environments map[string]*engine.Environment
+	Devices      store.Devices // the user's credentials, for excludeCredentials
+	Index        store.Indexes // credential id -> its user and device, across users
 }
 
 var (
@@ -131,9 +137,9 @@ func relyingParty(b factor.Begin) (mfa.RelyingParty, error) {
 		}
 		return rp, factor.Invalid("rp.id", RPIDNotAllowed, msg)
 	}
-	if b.Action.RP != nil && b.Action.RP.Name != "" {
-		rp.Name = b.Action.RP.Name
-	}
+	// The name the authenticator shows is the configured one: the client
+	// (whoever holds the execution's URL) does not choose what a user's
+	// authenticator says about who is asking.
 	return rp, nil
 }
 
@@ -182,17 +188,21 @@ func (f *Factor) Begin(ctx context.Context, b factor.Begin, _ string) (factor.Pe
 	if t == mfa.SecurityKey {
 		attachment = protocol.CrossPlatform
 	}
+	// What the authenticator stores and shows (and may sync): the user's
+	// name or e-mail address, never the user id (the handle is opaque).
 	name := b.User.Username
-	for _, n := range []string{b.User.Email, b.User.ID} {
-		if name == "" {
-			name = n
-		}
+	if name == "" {
+		name = b.User.Email
+	}
+	if name == "" {
+		name = rp.Name + " account"
 	}
 	creation, session, err := wa.BeginRegistration(user{handle: f.UserHandle(b.EnvID, b.User.ID), name: name},
 		gowebauthn.WithAuthenticatorSelection(protocol.AuthenticatorSelection{AuthenticatorAttachment: attachment,
 			ResidentKey: protocol.ResidentKeyRequirement(w.ResidentKey), RequireResidentKey: protocol.ResidentKeyRequired(),
 			UserVerification: protocol.UserVerificationRequirement(w.UserVerification)}),
 		gowebauthn.WithConveyancePreference(protocol.ConveyancePreference(w.Attestation)),
+		gowebauthn.WithCredentialParameters(credentialParameters),
 		gowebauthn.WithExclusions(excluded))
 	if err != nil {
 		return factor.Pending{}, nil, engine.AsError(err)
@@ -208,6 +218,34 @@ func (f *Factor) Begin(ctx context.Context, b factor.Begin, _ string) (factor.Pe
 	p := factor.Pending{ID: b.ID, Type: t, Nickname: b.Action.Nickname, CreatedAt: b.Now}
 	return with(p, data{RPID: rp.ID, Origins: rp.Origins, Options: opts, Session: *session, UserVerification: w.UserVerification,
 		AAGUIDs: w.AllowedAAGUIDs, Limit: w.Failure.Count, CoolDown: int64(w.Failure.CoolDown.Std() / time.Second)}), nil, nil
+}
+
+// credentialParameters are the algorithms asked for: ES256, EdDSA and
+// RS256 (the ones authenticators implement); RSA keys are further bounded
+// by checkKey.
+var credentialParameters = []protocol.CredentialParameter{
+	{Type: protocol.PublicKeyCredentialType, Algorithm: webauthncose.AlgES256},
+	{Type: protocol.PublicKeyCredentialType, Algorithm: webauthncose.AlgEdDSA},
+	{Type: protocol.PublicKeyCredentialType, Algorithm: webauthncose.AlgRS256},
+}
+
+// checkKey refuses a credential public key that would cost more to verify
+// than any authenticator needs: RSA beyond 4096 bits or with an exponent
+// other than 65537 (a huge key turns every signature check into seconds
+// of CPU).
+func checkKey(cose []byte) error {
+	key, err := webauthncose.ParsePublicKey(cose)
+	if err != nil {
+		return errors.New("the credential public key is not a COSE key")
+	}
+	if k, ok := key.(webauthncose.RSAPublicKeyData); ok {
+		n := new(big.Int).SetBytes(k.Modulus)
+		e := new(big.Int).SetBytes(k.Exponent)
+		if n.BitLen() > 4096 || e.Cmp(big.NewInt(65537)) != 0 {
+			return errors.New("RSA credential keys must be at most 4096 bits with the exponent 65537")
+		}
+	}
+	return nil
 }
 
 // credentials are the user's enrolled WebAuthn credentials.
@@ -316,12 +354,22 @@ func (f *Factor) judge(a factor.Activate, d data) (code, msg string, cred *goweb
 	case !hmac.Equal([]byte(cd.Challenge), []byte(d.Session.Challenge)):
 		return ChallengeMismatch, "answers another challenge than this device's", nil
 	}
+	if err := checkKey(parsed.Response.AttestationObject.AuthData.AttData.CredentialPublicKey); err != nil {
+		return InvalidAttestation, err.Error(), nil
+	}
 	flags := parsed.Response.AttestationObject.AuthData.Flags
 	if d.UserVerification == "required" && !flags.HasUserVerified() {
 		return UserVerificationRequired, "the authenticator did not verify the user (PIN or biometrics), which the environment requires", nil
 	}
 	if len(d.AAGUIDs) > 0 {
-		aaguid, err := uuid.FromBytes(parsed.Response.AttestationObject.AuthData.AttData.AAGUID)
+		// An AAGUID is the authenticator's own claim: only an attestation
+		// with a certificate (x5c) backs it. None and self attestation
+		// cannot be told from software claiming any model.
+		obj := parsed.Response.AttestationObject
+		if _, certified := obj.AttStatement["x5c"]; obj.Format == "none" || !certified {
+			return AuthenticatorNotAllowed, "webauthn.allowedAaguids needs an attestation with a certificate, and this one has none", nil
+		}
+		aaguid, err := uuid.FromBytes(obj.AuthData.AttData.AAGUID)
 		if err != nil || !slices.Contains(d.AAGUIDs, aaguid.String()) {
 			return AuthenticatorNotAllowed, "this authenticator model (AAGUID) is not among webauthn.allowedAaguids", nil
 		}
@@ -383,7 +431,7 @@ func (f *Factor) enrolled(ctx context.Context, a factor.Activate, d data, c *gow
 			return f.refused(a, CredentialExists, "this credential is registered already"), nil
 		}
 	}
-	part := Part{RPID: d.RPID, Origins: d.Origins, UserHandle: d.Session.UserID, Credential: *c}
+	part := Part{EnvID: a.EnvID, RPID: d.RPID, Origins: d.Origins, UserHandle: d.Session.UserID, Credential: *c}
 	raw, _ := json.Marshal(part)
 	return factor.Verdict{OK: true, Device: &mfa.Device{ID: p.ID, Type: p.Type, Status: mfa.StatusActive, Nickname: p.Nickname,
 		Factor: raw, CreatedAt: p.CreatedAt, UpdatedAt: a.Now}}, nil
@@ -419,6 +467,7 @@ func (f *Factor) refused(a factor.Activate, code, msg string) factor.Verdict {
 // transports, backup flags, attestation format), its relying party and
 // origins, and the user handle the credential was made for.
 type Part struct {
+	EnvID      string                `json:"env"`
 	RPID       string                `json:"rpId"`
 	Origins    []string              `json:"origins"`
 	UserHandle []byte                `json:"userHandle"`
@@ -450,10 +499,13 @@ type Assertion struct {
 }
 
 // Verify checks an assertion (the proof: an Assertion as JSON) with the
-// enrolled credential: challenge, origin, signature, user presence and
-// verification as the device was enrolled, and a sign count that went
-// forward (one that did not flags a cloned authenticator, refused). The
-// new sign count is saved by the registry with compare-and-set.
+// enrolled credential: the challenge the front door issued (whose single
+// use is the front door's to enforce: an authenticator whose sign count
+// stays 0 returns the same assertion for the same challenge), the origin
+// and user verification of the relying party as configured now, the
+// signature, and a sign count that went forward (one that did not flags a
+// cloned authenticator, refused). The new sign count is saved by the
+// registry with compare-and-set.
 func (f *Factor) Verify(_ context.Context, dev *mfa.Device, _ *mfa.Policy, proof string, now time.Time) (factor.Checked, error) {
 	part, err := ReadPart(dev)
 	if err != nil {
@@ -474,12 +526,24 @@ func (f *Factor) Verify(_ context.Context, dev *mfa.Device, _ *mfa.Policy, proof
 	if as.Origin != "" && parsed.Response.CollectedClientData.Origin != as.Origin {
 		return factor.Checked{}, nil
 	}
-	wa, err := relyingPartyConfig(mfa.RelyingParty{ID: part.RPID, Name: part.RPID, Origins: part.Origins}, mfa.WebAuthn{Attestation: "none", Timeout: mfa.Duration{Duration: 5, TimeUnit: "MINUTES"}})
+	env, ok := f.Environments[part.EnvID]
+	if !ok {
+		return factor.Checked{}, nil
+	}
+	rp, ok := env.WebAuthn.RelyingParty(part.RPID)
+	if !ok || rp.ID != part.RPID {
+		return factor.Checked{}, nil // the relying party is no longer configured
+	}
+	wa, err := relyingPartyConfig(rp, env.WebAuthn)
 	if err != nil {
 		return factor.Checked{}, err
 	}
+	uv := protocol.VerificationPreferred
+	if env.WebAuthn.UserVerification == "required" {
+		uv = protocol.VerificationRequired
+	}
 	session := gowebauthn.SessionData{Challenge: as.Challenge, RelyingPartyID: part.RPID, UserID: part.UserHandle,
-		AllowedCredentialIDs: [][]byte{part.Credential.ID}, UserVerification: protocol.VerificationPreferred}
+		AllowedCredentialIDs: [][]byte{part.Credential.ID}, UserVerification: uv}
 	cred, err := wa.ValidateLogin(user{handle: part.UserHandle, credentials: []gowebauthn.Credential{part.Credential}}, session, parsed)
 	if err != nil {
 		return factor.Checked{}, nil

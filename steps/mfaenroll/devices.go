@@ -425,9 +425,13 @@ func (s *Step) refused(r *run, e factor.Enroller, v factor.Verdict, attempt stor
 	}}
 	if until := attempt.UserLockedUntil; !until.IsZero() {
 		lockout := r.sc.Env.MFASettings.Lockout
-		err := engine.InvalidField("otp", engine.DetailOTPVoid, fmt.Sprintf(
-			"the passcode is wrong; after %d wrong passcodes the user is locked until %s",
-			lockout.FailureCount, until.UTC().Format(time.RFC3339)))
+		field, what := "otp", "passcode"
+		if e.Activation() == factor.ByCeremony {
+			field, what = "attestation", "attestation"
+		}
+		err := engine.InvalidField(field, engine.DetailOTPVoid, fmt.Sprintf(
+			"the %s is refused; after %d refused attempts the user is locked until %s",
+			what, lockout.FailureCount, until.UTC().Format(time.RFC3339)))
 		err.Details[0].InnerError = map[string]any{"remainingAttempts": 0, "lockedUntil": until.UTC().Format(time.RFC3339)}
 		out.Err = err
 	}

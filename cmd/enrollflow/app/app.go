@@ -110,7 +110,11 @@ func Build(o Options) (*Node, error) {
 	otpFactor := &otp.Factor{Messenger: dispatcher, Hasher: mfa.NewOTPHasher(keys.OTPHash)}
 	apps := mobile.NewApplications(st, 0)
 	mobileFactor := &mobile.Factor{Sealer: sealer, KeyHash: keys.PairingKey, Applications: apps, Index: st}
-	webauthnFactor := &webauthn.Factor{UserHandleKey: keys.UserHandle, Devices: st, Index: st}
+	byID := map[string]*engine.Environment{}
+	for _, env := range envs {
+		byID[env.ID] = env
+	}
+	webauthnFactor := &webauthn.Factor{UserHandleKey: keys.UserHandle, Environments: byID, Devices: st, Index: st}
 	factors := factor.NewRegistry(otpFactor, totpFactor, mobileFactor, webauthnFactor)
 	regulator := regulation.New(st, keys.AddressKey)
 	step := mfaenroll.New(mfaenroll.Deps{Devices: st, PairingKeys: st, Applications: apps, Factors: factors, Regulator: regulator, Log: o.Log})
