@@ -11,6 +11,8 @@ import (
 
 	"github.com/enrollflow/enrollflow/cmd/enrollflow/app/apptest"
 	"github.com/enrollflow/enrollflow/mfa"
+	"github.com/enrollflow/enrollflow/store"
+	"github.com/enrollflow/enrollflow/store/redis"
 	"github.com/enrollflow/enrollflow/store/redis/redistest"
 )
 
@@ -193,5 +195,63 @@ func TestLongPollAcrossNodes(t *testing.T) {
 	t.Logf("wake-up after a pairing on the other node, %d pairings: p50 %s, p99 %s, max %s", pairings, p50, p99, delays[len(delays)-1])
 	if p99 >= 200*time.Millisecond {
 		t.Errorf("p99 wake-up delay %s, want under 200ms", p99)
+	}
+}
+
+// TestOnRedisCluster: two nodes on a Redis Cluster of three masters, where
+// the user's slot, a pairing key's index entry and a credential id's are on
+// different masters: a long poll on A returns when the phone pairs on B,
+// and two users racing to enroll one WebAuthn credential id on the two
+// nodes end with one enrollment.
+func TestOnRedisCluster(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	open := func(clock *apptest.Clock) store.Store {
+		s, err := redis.Open(cluster.URL(), clock.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	clock := apptest.NewClock()
+	b := &backend{t: t, name: "cluster"}
+	a := newNode(t, b, apptest.Options{Store: open(clock), Clock: clock})
+	n2 := newNode(t, b, apptest.Options{Store: open(clock), Clock: clock})
+
+	id := a.start("cluster-phone")
+	r := a.createMobile(id, demoApp)
+	code := pairingCode(t, r)
+	polled := make(chan *resp, 1)
+	go func() {
+		polled <- newResp(t, a.Do(http.MethodGet, execPath+"/"+id, "", "", "Prefer", "wait=10", "If-None-Match", r.Header.Get("ETag")))
+	}()
+	time.Sleep(50 * time.Millisecond)
+	mustStatus(t, n2.pair(code, demoApp, newPhone(t)), http.StatusCreated)
+	select {
+	case p := <-polled:
+		mustState(t, p, "COMPLETED")
+	case <-time.After(time.Second):
+		t.Fatal("the long poll on node A did not return within a second of the pairing on node B")
+	}
+
+	k := newKey()
+	idA, idB := a.start("cluster-key-a"), n2.start("cluster-key-b")
+	attA := k.attest(t, demoRP, creationOptions(t, a.act(idA, ctCreate, `{"type":"SECURITY_KEY"}`)), "packed")
+	attB := k.attest(t, demoRP, creationOptions(t, n2.act(idB, ctCreate, `{"type":"SECURITY_KEY"}`)), "packed")
+	gate := newBarrier(2)
+	results := make(chan *resp, 2)
+	go func() { gate.wait(); results <- a.activateWith(idA, attA, demoRP.Origin) }()
+	go func() { gate.wait(); results <- n2.activateWith(idB, attB, demoRP.Origin) }()
+	gate.release()
+	won := 0
+	for range 2 {
+		if r := <-results; r.Status == http.StatusOK {
+			won++
+		} else if str(list(r.Body, "details")[0], "code") != "CREDENTIAL_EXISTS" {
+			t.Errorf("the loser answered %s", r)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of 2 racing enrollments of one credential id won", won)
 	}
 }

@@ -55,6 +55,21 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceCluster: the whole suite on a Redis Cluster of three
+// masters: commits stay in the user's slot, indexes and budgets live in
+// other slots, pub/sub notifications cross nodes.
+func TestConformanceCluster(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+		cluster.FlushAll()
+		s, err := redis.Open(cluster.URL(), now)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", cluster.URL(), err)
+		}
+		return s
+	})
+}
+
 func TestConformanceCustomPrefix(t *testing.T) {
 	srv := redistest.Start(t)
 	c := rawClient(t, srv)

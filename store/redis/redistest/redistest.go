@@ -41,6 +41,7 @@ type Server struct {
 	bin  string
 	port int
 	dir  string
+	args []string // more redis-server arguments (a cluster node's)
 
 	mu   sync.Mutex
 	proc *exec.Cmd
@@ -51,6 +52,11 @@ type Server struct {
 // PING. The server is killed when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t)
+}
+
+func start(t testing.TB, args ...string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		const msg = "SKIPPING: redis-server not installed; set REQUIRE_REDIS=1 to make this a failure"
@@ -60,7 +66,7 @@ func Start(t testing.TB) *Server {
 		t.Skip("!!!!!!!! " + msg + " !!!!!!!!")
 	}
 	silenceClientLogs.Do(func() { goredis.SetLogger(discardLogger{}) })
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: args}
 	t.Cleanup(s.Stop)
 
 	// The free port is found by binding :0 and closing it again, so another
@@ -142,6 +148,7 @@ func (s *Server) launch() error {
 		"--dir", s.dir,
 		"--logfile", logPath,
 	)
+	cmd.Args = append(cmd.Args, s.args...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -224,4 +231,67 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Cluster is a throw-away Redis Cluster of masters without replicas, each
+// a Server of its own, with the 16384 slots split between them.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// StartCluster starts n cluster nodes, gives each a range of slots, joins
+// them and waits until every node says cluster_state:ok.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{}
+	for i := 0; i < n; i++ {
+		c.Nodes = append(c.Nodes, start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	clients := make([]*goredis.Client, n)
+	for i, node := range c.Nodes {
+		clients[i] = goredis.NewClient(&goredis.Options{Addr: node.Addr(), MaxRetries: -1})
+		defer clients[i].Close()
+		from, to := i*16384/n, (i+1)*16384/n-1
+		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", from, to).Err(); err != nil {
+			t.Fatalf("redistest: CLUSTER ADDSLOTSRANGE on %s: %v", node.Addr(), err)
+		}
+	}
+	for _, node := range c.Nodes[1:] {
+		if err := clients[0].ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(node.port)).Err(); err != nil {
+			t.Fatalf("redistest: CLUSTER MEET %s: %v", node.Addr(), err)
+		}
+	}
+	for _, cl := range clients {
+		for {
+			info, err := cl.ClusterInfo(ctx).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", n)) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("redistest: the cluster did not become ready: %v %s", err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// URL is the comma-separated list of node URLs that store/redis reads as
+// a cluster.
+func (c *Cluster) URL() string {
+	urls := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		urls[i] = "redis://" + n.Addr()
+	}
+	return strings.Join(urls, ",")
+}
+
+// FlushAll empties every node.
+func (c *Cluster) FlushAll() {
+	for _, n := range c.Nodes {
+		n.FlushAll()
+	}
 }
