@@ -149,3 +149,27 @@ func TestMetricsOfPairingsAndLongPolls(t *testing.T) {
 		t.Errorf("enrollflow_long_polls_waiting is not back to 0")
 	}
 }
+
+// TestMetricsOfCeremonies: a refused WebAuthn activation is counted by its
+// detail code, and the enrollment by its device type.
+func TestMetricsOfCeremonies(t *testing.T) {
+	n := newNode(t, &backend{t: t, name: "memory"}, apptest.Options{})
+	before, _ := n.scrape()
+	id := n.start("metered-key")
+	opts := creationOptions(t, n.act(id, ctCreate, `{"type":"SECURITY_KEY"}`))
+	k := newKey()
+	evil := demoRP
+	evil.Origin = "http://evil.localhost:8080"
+	mustStatus(t, n.activateWith(id, k.attest(t, evil, opts, "packed"), evil.Origin), http.StatusBadRequest)
+	mustState(t, n.activateWith(id, k.attest(t, demoRP, opts, "packed"), demoRP.Origin), "COMPLETED")
+	after, _ := n.scrape()
+	for s, want := range map[string]float64{
+		`enrollflow_flow_actions_total{action="device.activate",outcome="origin_mismatch"}`: 1,
+		`enrollflow_flow_actions_total{action="device.activate",outcome="ok"}`:              1,
+		`enrollflow_enrollments_total{result="ENROLLED",type="SECURITY_KEY"}`:                1,
+	} {
+		if d := after[s] - before[s]; d != want {
+			t.Errorf("%s moved by %v, want %v", s, d, want)
+		}
+	}
+}

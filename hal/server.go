@@ -17,6 +17,7 @@ import (
 	"github.com/enrollflow/enrollflow/delivery/dispatch"
 	"github.com/enrollflow/enrollflow/engine"
 	"github.com/enrollflow/enrollflow/factor/mobile"
+	"github.com/enrollflow/enrollflow/factor/webauthn"
 	"github.com/enrollflow/enrollflow/registry"
 	"github.com/enrollflow/enrollflow/regulation"
 	"github.com/enrollflow/enrollflow/store"
@@ -103,8 +104,9 @@ func (nopObserver) Started(string)                             {}
 func (nopObserver) Acted(string, string)                       {}
 
 // Outcome names how a request ended, for counting: "ok", a refused
-// passcode's detail code (invalid_otp, otp_expired, ...), or the error's
-// code in lower case (action_not_allowed, request_limited, ...).
+// passcode's or ceremony's detail code (invalid_otp, otp_expired,
+// origin_mismatch, ...), or the error's code in lower case
+// (action_not_allowed, request_limited, ...).
 func Outcome(err error) string {
 	if err == nil {
 		return "ok"
@@ -113,7 +115,9 @@ func Outcome(err error) string {
 	if e.Code == engine.CodeInvalidData && len(e.Details) > 0 {
 		switch d := e.Details[0].Code; d {
 		case engine.DetailInvalidOTP, engine.DetailOTPExpired, engine.DetailOTPVoid, engine.DetailOTPReplayed,
-			engine.DetailLimitExceeded, engine.DetailPolicyViolation:
+			engine.DetailLimitExceeded, engine.DetailPolicyViolation,
+			webauthn.OriginMismatch, webauthn.ChallengeMismatch, webauthn.ChallengeExpired, webauthn.UserVerificationRequired,
+			webauthn.AuthenticatorNotAllowed, webauthn.InvalidAttestation, webauthn.CredentialExists:
 			return strings.ToLower(d)
 		}
 	}
