@@ -166,7 +166,7 @@ func TestMetricsOfCeremonies(t *testing.T) {
 	for s, want := range map[string]float64{
 		`enrollflow_flow_actions_total{action="device.activate",outcome="origin_mismatch"}`: 1,
 		`enrollflow_flow_actions_total{action="device.activate",outcome="ok"}`:              1,
-		`enrollflow_enrollments_total{result="ENROLLED",type="SECURITY_KEY"}`:                1,
+		`enrollflow_enrollments_total{result="ENROLLED",type="SECURITY_KEY"}`:               1,
 	} {
 		if d := after[s] - before[s]; d != want {
 			t.Errorf("%s moved by %v, want %v", s, d, want)
