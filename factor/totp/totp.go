@@ -31,10 +31,9 @@ var (
 // data is the factor's part of a pending device.
 type data struct {
 	SealedURI string `json:"k"` // the otpauth:// URI, sealed and bound to the device id
-	// Failures counts wrong codes; at the policy's count the device is
-	// refused until LockedUntil, and then counted afresh.
-	Failures    int       `json:"f,omitempty"`
-	LockedUntil time.Time `json:"l,omitzero"`
+	// Wrong codes: at the policy's count the device is refused until
+	// LockedUntil, and then counted afresh.
+	factor.Refusals
 }
 
 func decode(p factor.Pending) (data, error) {
@@ -126,10 +125,10 @@ func (f *Factor) Activate(_ context.Context, a factor.Activate) (factor.Verdict,
 		return factor.Verdict{OK: true, Device: &mfa.Device{ID: p.ID, Type: mfa.TOTP, Status: mfa.StatusActive, Nickname: p.Nickname,
 			Factor: part, CreatedAt: p.CreatedAt, UpdatedAt: a.Now}}, nil
 	}
-	p := f.Counted(a.Pending, a.Policy, max(a.Attempt, d.Failures+1), a.Now)
+	p := f.Counted(a.Pending, a.Policy, max(a.Attempt, d.Count+1), a.Now)
 	after, _ := decode(p)
 	v := factor.Verdict{Pending: p}
-	remaining := a.Policy.TOTP.OTP.Failure.Count - after.Failures
+	remaining := a.Policy.TOTP.OTP.Failure.Count - after.Count
 	msg := fmt.Sprintf("the passcode is wrong; %d attempt(s) left", remaining)
 	if after.LockedUntil.After(a.Now) {
 		v.Exhausted, v.CoolDownUntil = true, after.LockedUntil
@@ -146,28 +145,22 @@ func (f *Factor) Activate(_ context.Context, a factor.Activate) (factor.Verdict,
 // (TOTP has nothing to resend), after which the count starts again.
 func (f *Factor) Counted(p factor.Pending, policy *mfa.Policy, attempt int, now time.Time) factor.Pending {
 	d, _ := decode(p)
-	if attempt <= d.Failures || now.Before(d.LockedUntil) {
-		return p
-	}
 	failure := policy.TOTP.OTP.Failure
-	d.Failures = attempt
-	if d.Failures >= failure.Count {
-		d.Failures, d.LockedUntil = 0, now.Add(failure.CoolDown.Std())
-	}
+	d.Refusals = d.Refusals.Counted(attempt, failure.Count, failure.CoolDown.Std(), now)
 	return with(p, d)
 }
 
 // Usable: outside a cool-down.
 func (f *Factor) Usable(p factor.Pending, _ *mfa.Policy, now time.Time) bool {
 	d, _ := decode(p)
-	return !now.Before(d.LockedUntil)
+	return d.Usable(now)
 }
 
 // LockedOut: TOTP has nothing to resend; after the lockout it counts
 // afresh.
 func (f *Factor) LockedOut(p factor.Pending, _ *mfa.Policy, _ time.Time) factor.Pending {
 	d, _ := decode(p)
-	d.Failures, d.LockedUntil = 0, time.Time{}
+	d.Refusals = factor.Refusals{}
 	return with(p, d)
 }
 

@@ -71,12 +71,11 @@ type data struct {
 	Options json.RawMessage        `json:"opt"` // publicKeyCredentialCreationOptions as the browser takes them
 	Session gowebauthn.SessionData `json:"s"`
 	// The ceremony's rules, from the environment when it began.
-	UserVerification string    `json:"uv"`
-	AAGUIDs          []string  `json:"aa,omitempty"`
-	Limit            int       `json:"fl"`
-	CoolDown         int64     `json:"fc"` // seconds
-	Failures         int       `json:"f,omitempty"`
-	LockedUntil      time.Time `json:"l,omitzero"`
+	UserVerification string   `json:"uv"`
+	AAGUIDs          []string `json:"aa,omitempty"`
+	Limit            int      `json:"fl"`
+	CoolDown         int64    `json:"fc"` // seconds
+	factor.Refusals
 }
 
 func decode(p factor.Pending) (data, error) {
@@ -278,24 +277,18 @@ func (f *Factor) Attempts(p factor.Pending, _ *mfa.Policy) factor.AttemptLimit {
 // which the count starts again.
 func (f *Factor) Counted(p factor.Pending, _ *mfa.Policy, attempt int, now time.Time) factor.Pending {
 	d, _ := decode(p)
-	if attempt <= d.Failures || now.Before(d.LockedUntil) {
-		return p
-	}
-	d.Failures = attempt
-	if d.Failures >= max(d.Limit, 1) {
-		d.Failures, d.LockedUntil = 0, now.Add(time.Duration(d.CoolDown)*time.Second)
-	}
+	d.Refusals = d.Refusals.Counted(attempt, max(d.Limit, 1), time.Duration(d.CoolDown)*time.Second, now)
 	return with(p, d)
 }
 
 func (f *Factor) Usable(p factor.Pending, _ *mfa.Policy, now time.Time) bool {
 	d, _ := decode(p)
-	return !now.Before(d.LockedUntil)
+	return d.Usable(now)
 }
 
 func (f *Factor) LockedOut(p factor.Pending, _ *mfa.Policy, _ time.Time) factor.Pending {
 	d, _ := decode(p)
-	d.Failures, d.LockedUntil = 0, time.Time{}
+	d.Refusals = factor.Refusals{}
 	return with(p, d)
 }
 
@@ -448,9 +441,9 @@ func credentialKey(id []byte) string {
 // refused is the 400 of a refused ceremony, counted.
 func (f *Factor) refused(a factor.Activate, code, msg string) factor.Verdict {
 	d, _ := decode(a.Pending)
-	p := f.Counted(a.Pending, a.Policy, max(a.Attempt, d.Failures+1), a.Now)
+	p := f.Counted(a.Pending, a.Policy, max(a.Attempt, d.Count+1), a.Now)
 	after, _ := decode(p)
-	remaining := max(d.Limit, 1) - after.Failures
+	remaining := max(d.Limit, 1) - after.Count
 	v := factor.Verdict{Pending: p}
 	if after.LockedUntil.After(a.Now) {
 		v.Exhausted, v.CoolDownUntil, remaining = true, after.LockedUntil, 0
