@@ -325,6 +325,12 @@ type Checked struct {
 	Changed  bool // dev was changed and must be saved for OK to hold
 }
 
+// Forgetter is a Verifier that keeps something of a device outside the
+// user's registry (an index entry), to remove once the device is deleted.
+type Forgetter interface {
+	Forget(ctx context.Context, envID, userID string, dev *mfa.Device) error
+}
+
 // Issuer is a Verifier of devices that are sent a passcode to verify (an
 // e-mail, an SMS, a call): it issues one to an enrolled device.
 type Issuer interface {

@@ -254,6 +254,13 @@ func TestWebAuthnRefusals(t *testing.T) {
 			mustState(t, n.activateWith(id, k.attest(t, demoRP, opts, "packed"), demoRP.Origin), "COMPLETED")
 			other, opts2 := ceremony(t, n, "w-dup-b", "PLATFORM")
 			refused(t, n, other, k.attest(t, demoRP, opts2, "packed"), demoRP.Origin, "CREDENTIAL_EXISTS")
+			// Once the first user's device is deleted, its credential id is
+			// free again.
+			l := n.admin(http.MethodGet, "/environments/demo/users/w-dup-a/devices", "")
+			devID := str(list(l.Body, "_embedded", "devices")[0], "id")
+			mustStatus(t, n.admin(http.MethodDelete, "/environments/demo/users/w-dup-a/devices/"+devID, ""), http.StatusNoContent)
+			again, opts3 := ceremony(t, n, "w-dup-b", "PLATFORM")
+			mustState(t, n.activateWith(again, k.attest(t, demoRP, opts3, "packed"), demoRP.Origin), "COMPLETED")
 		})
 		t.Run("duplicate credential, racing on two nodes", func(t *testing.T) {
 			shared := n.Store // memory: one store; Redis: another client of the same server

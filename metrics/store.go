@@ -30,7 +30,7 @@ var (
 		"list_devices", "get_device", "update_device", "delete_device", "count_devices",
 		"list_documents", "get_document", "put_document", "delete_document", "ping",
 		"attempt", "read_regulation", "settle", "spend", "refund",
-		"pairing_key_valid", "put_index", "get_index"}
+		"pairing_key_valid", "put_index", "get_index", "delete_index"}
 	storeOutcomes = []string{"ok", "not_found", "conflict", "exists", "device_limit", "unavailable", "canceled", "error"}
 )
 
@@ -182,6 +182,11 @@ func (s *instrumentedStore) PutIndex(ctx context.Context, envID string, name sto
 func (s *instrumentedStore) GetIndex(ctx context.Context, envID string, name store.IndexName, key string) (v string, err error) {
 	defer func(start time.Time) { s.observe("get_index", start, err) }(time.Now())
 	return s.next.GetIndex(ctx, envID, name, key)
+}
+
+func (s *instrumentedStore) DeleteIndex(ctx context.Context, envID string, name store.IndexName, key, value string) (err error) {
+	defer func(start time.Time) { s.observe("delete_index", start, err) }(time.Now())
+	return s.next.DeleteIndex(ctx, envID, name, key, value)
 }
 
 // WatchExecution is not a round trip (the node's one subscription serves

@@ -97,10 +97,21 @@ func (r *Registry) Get(ctx context.Context, envID, userID, deviceID string) (Ent
 	return entry(rec)
 }
 
-// Delete removes a device.
+// Delete removes a device, and then what its factor keeps of it outside
+// the user's registry (a WebAuthn credential id's claim): a crash between
+// the two leaves that behind, which is the safe side.
 func (r *Registry) Delete(ctx context.Context, envID, userID, deviceID string) error {
+	cur, err := r.Get(ctx, envID, userID, deviceID)
+	if err != nil {
+		return err
+	}
 	if err := r.st.DeleteDevice(ctx, envID, userID, deviceID); err != nil {
 		return storeError(err)
+	}
+	if f, ok := r.verifiers[cur.Type].(factor.Forgetter); ok {
+		if err := f.Forget(ctx, envID, userID, &cur.Device); err != nil {
+			return engine.Unavailable(err)
+		}
 	}
 	return nil
 }

@@ -295,6 +295,9 @@ type Indexes interface {
 	PutIndex(ctx context.Context, envID string, name IndexName, key, value string, expiresAt time.Time) (created bool, err error)
 	// GetIndex returns the value, or ErrNotFound.
 	GetIndex(ctx context.Context, envID string, name IndexName, key string) (string, error)
+	// DeleteIndex removes the entry if it maps key to value (so that it
+	// never removes another record's claim); absent is no error.
+	DeleteIndex(ctx context.Context, envID string, name IndexName, key, value string) error
 }
 
 // IndexName names an index; the set is closed (backends use it in keys).

@@ -430,6 +430,18 @@ func (f *Factor) enrolled(ctx context.Context, a factor.Activate, d data, c *gow
 		Factor: raw, CreatedAt: p.CreatedAt, UpdatedAt: a.Now}}, nil
 }
 
+var _ factor.Forgetter = (*Factor)(nil)
+
+// Forget gives up a deleted device's claim on its credential id, so that
+// the credential can be enrolled again.
+func (f *Factor) Forget(ctx context.Context, envID, userID string, dev *mfa.Device) error {
+	part, err := ReadPart(dev)
+	if err != nil {
+		return nil // nothing of ours to give up
+	}
+	return f.Index.DeleteIndex(ctx, envID, store.IndexCredential, credentialKey(part.Credential.ID), userID+"\x00"+dev.ID)
+}
+
 // credentialIndexLife: a credential's index entry outlives any device.
 const credentialIndexLife = 100 * 365 * 24 * time.Hour
 

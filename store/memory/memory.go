@@ -230,6 +230,16 @@ func (s *Store) GetIndex(_ context.Context, envID string, name store.IndexName, 
 	return e.value, nil
 }
 
+func (s *Store) DeleteIndex(_ context.Context, envID string, name store.IndexName, key, value string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := indexKey(envID, name, key)
+	if e, ok := s.indexes[k]; ok && e.value == value {
+		delete(s.indexes, k)
+	}
+	return nil
+}
+
 // WatchExecution: this store's own writes wake the waiters (one process).
 func (s *Store) WatchExecution(envID, id string) (<-chan struct{}, func()) {
 	return s.hub.Watch(execKey(envID, id))

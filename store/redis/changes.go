@@ -64,6 +64,23 @@ func (s *Store) GetIndex(ctx context.Context, envID string, name store.IndexName
 	return value, nil
 }
 
+// deleteIndexScript: KEYS[1] the entry; ARGV the value it must map to.
+var deleteIndexScript = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+	local sep = string.find(cur, ':', 1, true)
+	if sep and string.sub(cur, sep + 1) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+end
+return 0
+`)
+
+func (s *Store) DeleteIndex(ctx context.Context, envID string, name store.IndexName, key, value string) error {
+	if err := deleteIndexScript.Run(ctx, s.client, []string{s.indexKey(envID, name, key)}, value).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
 // cutVersion splits "<number>:<rest>".
 func cutVersion(val string) (int64, string, bool) {
 	for i := 0; i < len(val); i++ {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -118,6 +119,22 @@ func testIndexes(e *env) {
 	}
 	if created, _ := e.s.PutIndex(e.ctx, "env2", store.IndexPairingKey, "h1", "exec-3", now.Add(time.Minute)); !created {
 		e.t.Errorf("the same key in another environment was refused")
+	}
+	// A delete names the value it removes: another record's claim stays.
+	if err := e.s.DeleteIndex(e.ctx, "env1", store.IndexPairingKey, "h1", "exec-2"); err != nil {
+		e.t.Fatal(err)
+	}
+	if got, _ := e.s.GetIndex(e.ctx, "env1", store.IndexPairingKey, "h1"); got != "exec-1" {
+		e.t.Errorf("a delete of another value removed the entry (now %q)", got)
+	}
+	if err := e.s.DeleteIndex(e.ctx, "env2", store.IndexPairingKey, "h1", "exec-3"); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.s.GetIndex(e.ctx, "env2", store.IndexPairingKey, "h1"); !errors.Is(err, store.ErrNotFound) {
+		e.t.Errorf("deleted entry: %v", err)
+	}
+	if err := e.s.DeleteIndex(e.ctx, "env2", store.IndexPairingKey, "absent", "x"); err != nil {
+		e.t.Errorf("delete of an absent entry: %v", err)
 	}
 	e.clock.Advance(time.Minute)
 	_, err = e.s.GetIndex(e.ctx, "env1", store.IndexPairingKey, "h1")
