@@ -94,16 +94,7 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
 		s.longPoll(w, r, env, id, wait, changed, paced)
 		return
 	}
-	x, err := s.cfg.Runner.Get(ctx, env, id)
-	if perr := <-paced; perr != nil {
-		s.writeError(w, r, perr)
-		return
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	body, etag, _, err := s.executionBody(r, env, x)
+	body, etag, _, err := s.readExecution(r, env, id, paced)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -111,26 +102,32 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
 	s.answerPoll(w, r, body, etag)
 }
 
+// readExecution reads and renders the execution, once the poll's pace
+// (nil: none) has let it through.
+func (s *Server) readExecution(r *http.Request, env *engine.Environment, id string, paced <-chan error) ([]byte, string, engine.View, error) {
+	x, err := s.cfg.Runner.Get(r.Context(), env, id)
+	if paced != nil {
+		if perr := <-paced; perr != nil {
+			return nil, "", engine.View{}, perr
+		}
+	}
+	if err != nil {
+		return nil, "", engine.View{}, err
+	}
+	return s.executionBody(r, env, x)
+}
+
 // longPoll answers once the execution differs from what the client has
 // (its If-None-Match, else what it is now), or when wait is over.
 func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, env *engine.Environment, id string, wait time.Duration, changed <-chan struct{}, paced <-chan error) {
 	ctx := r.Context()
-	x, err := s.cfg.Runner.Get(ctx, env, id)
-	if perr := <-paced; perr != nil {
-		s.writeError(w, r, perr)
-		return
-	}
+	body, etag, view, err := s.readExecution(r, env, id, paced)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.cfg.Observer.Waiting(1)
 	defer s.cfg.Observer.Waiting(-1)
-	body, etag, view, err := s.executionBody(r, env, x)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
 	known := r.Header.Get("If-None-Match")
 	if known != "" && !etagMatches(known, etag) {
@@ -161,11 +158,7 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, env *engine.En
 			s.cfg.Observer.LongPolled("canceled")
 			return
 		}
-		if x, err = s.cfg.Runner.Get(ctx, env, id); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if body, etag, view, err = s.executionBody(r, env, x); err != nil {
+		if body, etag, view, err = s.readExecution(r, env, id, nil); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -30,11 +30,20 @@ func NewOTPHasher(key []byte) *OTPHasher { return &OTPHasher{key: key} }
 
 // Hash binds the passcode to its context (the device it was sent for), so
 // a hash copied to another device's record does not verify there.
-func (h *OTPHasher) Hash(context, otp string) []byte {
-	m := hmac.New(sha256.New, h.key)
-	m.Write([]byte(context))
-	m.Write([]byte{0})
-	m.Write([]byte(otp))
+func (h *OTPHasher) Hash(context, otp string) []byte { return KeyedHash(h.key, context, otp) }
+
+// KeyedHash is HMAC-SHA256 under key of the parts, each ended by a zero
+// byte so that ("ab", "c") and ("a", "bc") differ: how the service names
+// what it must find again without keeping it (a passcode, an address's
+// budget, a pairing key, a user's WebAuthn handle).
+func KeyedHash(key []byte, parts ...string) []byte {
+	m := hmac.New(sha256.New, key)
+	for i, p := range parts {
+		if i > 0 {
+			m.Write([]byte{0})
+		}
+		m.Write([]byte(p))
+	}
 	return m.Sum(nil)
 }
 

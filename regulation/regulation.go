@@ -10,8 +10,6 @@ package regulation
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -140,11 +138,7 @@ func budget(key string, r mfa.Rate) store.Budget {
 
 // addressName is the keyed hash an address's budget is named by.
 func (g *Regulator) addressName(envID, address string) string {
-	m := hmac.New(sha256.New, g.addressKey)
-	m.Write([]byte(envID))
-	m.Write([]byte{0})
-	m.Write([]byte(address))
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	return hex.EncodeToString(mfa.KeyedHash(g.addressKey, envID, address)[:16])
 }
 
 // Lockout is a user's regulation as the management API shows it.

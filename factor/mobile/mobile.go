@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
@@ -206,11 +205,7 @@ func ValidKeyShape(s string) bool {
 
 // Hash is the keyed hash a key is found by.
 func (f *Factor) Hash(envID, key string) string {
-	m := hmac.New(sha256.New, f.KeyHash)
-	m.Write([]byte(envID))
-	m.Write([]byte{0})
-	m.Write([]byte(NormalizeKey(key)))
-	return hex.EncodeToString(m.Sum(nil)[:20])
+	return hex.EncodeToString(mfa.KeyedHash(f.KeyHash, envID, NormalizeKey(key))[:20])
 }
 
 // PairingKey is the pending key as the user's valid keys hold it.

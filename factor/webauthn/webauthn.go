@@ -96,11 +96,7 @@ func (f *Factor) Activation() factor.Activation { return factor.ByCeremony }
 
 // UserHandle is the user's opaque WebAuthn user handle.
 func (f *Factor) UserHandle(envID, userID string) []byte {
-	m := hmac.New(sha256.New, f.UserHandleKey)
-	m.Write([]byte(envID))
-	m.Write([]byte{0})
-	m.Write([]byte(userID))
-	return m.Sum(nil)
+	return mfa.KeyedHash(f.UserHandleKey, envID, userID)
 }
 
 // Target checks the action: no address, no application, a configured

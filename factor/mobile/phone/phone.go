@@ -23,6 +23,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/enrollflow/enrollflow/actions"
 	"github.com/enrollflow/enrollflow/factor/mobile"
 	"github.com/enrollflow/enrollflow/mfa"
 )
@@ -83,15 +84,8 @@ func (k *Keys) PublicJWK() json.RawMessage {
 	return raw
 }
 
-// Device is what the app says of the phone.
-type Device struct {
-	Name       string `json:"name,omitempty"`
-	Model      string `json:"model,omitempty"`
-	OS         string `json:"os,omitempty"`
-	OSVersion  string `json:"osVersion,omitempty"`
-	AppVersion string `json:"appVersion,omitempty"`
-	PushToken  string `json:"pushToken,omitempty"`
-}
+// Device is what the app says of the phone, as the pairing sends it.
+type Device = actions.PairingDevice
 
 // Refused is a pairing (or signed request) the service refused.
 type Refused struct {
